@@ -1,7 +1,22 @@
 from .results import JSONLResults, read_jsonl, environment_info
+from .splits import (NodeSplit, largest_connected_component, random_split,
+                     random_splits, split_seeds, mask_splits)
+from .early_stopping import EarlyStopping, BatchedEarlyStopping
+from .stats import mean_std, confidence_interval, paired_test
 
 __all__ = [
     'JSONLResults',
     'read_jsonl',
     'environment_info',
+    'NodeSplit',
+    'largest_connected_component',
+    'random_split',
+    'random_splits',
+    'split_seeds',
+    'mask_splits',
+    'EarlyStopping',
+    'BatchedEarlyStopping',
+    'mean_std',
+    'confidence_interval',
+    'paired_test',
 ]
