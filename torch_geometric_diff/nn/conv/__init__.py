@@ -1,0 +1,5 @@
+from .diff_conv import DiffConv
+
+__all__ = [
+    'DiffConv',
+]

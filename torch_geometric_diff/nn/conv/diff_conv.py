@@ -1,0 +1,363 @@
+import math
+import warnings
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn import Parameter
+
+from torch_geometric.nn.conv import MessagePassing
+from torch_geometric.typing import Adj, OptTensor, SparseTensor
+from torch_geometric.utils import is_torch_sparse_tensor, spmm
+
+from torch_geometric_diff.nn.diffusion import (
+    DiffusionOperator,
+    build_operator,
+    diffuse,
+    draw_seed,
+    dropout_mask,
+)
+
+NORMALIZATIONS = ('sym', 'rw', None)
+ENGINES = ('fused', 'autograd')
+
+
+class DiffConv(MessagePassing):
+    r"""The diffusion layer from the `"Diffusion Mechanism in Residual Neural
+    Network: Theory and Applications" <https://arxiv.org/abs/2105.03155>`_
+    paper (Diff-ResNet).
+
+    .. math::
+        \mathbf{X}^{(0)} &= \mathbf{X}
+
+        \mathbf{X}^{(k)} &= \big(\mathbf{I} - \gamma \mathbf{L}\big)\,
+        \mathrm{dropout}\big(\mathbf{X}^{(k-1)}\big),
+        \qquad k = 1, \ldots, K
+
+        \mathbf{X}^{\prime} &= \mathbf{X}^{(K)},
+
+    where :math:`\mathbf{L} = \mathrm{diag}(\hat{\mathbf{A}}\mathbf{1}) -
+    \hat{\mathbf{A}}` is the Laplacian of the normalized adjacency matrix
+    :math:`\hat{\mathbf{A}}`. With :obj:`normalize="sym"`,
+    :math:`\hat{\mathbf{A}} = \tilde{\mathbf{D}}^{-1/2} (\mathbf{A} +
+    \mathbf{I}) \tilde{\mathbf{D}}^{-1/2}` as in the paper's code and in
+    :class:`~torch_geometric.nn.conv.GCNConv`; with :obj:`"rw"`,
+    :math:`\hat{\mathbf{A}} = \tilde{\mathbf{D}}^{-1} (\mathbf{A} +
+    \mathbf{I})`; with :obj:`None`, :math:`\hat{\mathbf{A}} = \mathbf{A}` is
+    taken from :obj:`edge_weight` as given. :math:`\tilde{D}_{ii} = \sum_j
+    (\mathbf{A} + \mathbf{I})_{ij}`, where :math:`A_{ij}` is the summed weight
+    of the edges from source node :math:`j` to target node :math:`i`.
+    Self-loops already in the input count towards :math:`A_{ii}`.
+
+    :math:`\mathbf{M} = \mathbf{I} - \gamma\mathbf{L}` is built once (and
+    cached with :obj:`cached=True`) with the diagonal folded in, so every step
+    is one sparse-dense product. By default the :math:`K` steps run as one
+    fused autograd operation whose backward pass applies
+    :math:`\mathbf{M}^{\top}` and regenerates the dropout masks instead of
+    storing them: memory is flat in :math:`K` (see
+    :mod:`torch_geometric_diff.nn.diffusion`). Dropout keeps every entry with
+    probability :math:`1 - p` and scales by :math:`1/(1 - p)`, like
+    :func:`torch.nn.functional.dropout`, with masks from a counter-based
+    generator seeded from PyTorch's global generator.
+
+    Explicit Euler is stable for :math:`\gamma\,\lambda_{\max}(\mathbf{L})
+    \le 2`. :math:`\lambda_{\max}` is estimated by power iteration whenever
+    the operator is built, and a :class:`RuntimeWarning` names the safe bound
+    when :obj:`step_size` exceeds it.
+
+    Args:
+        step_size (float, optional): The step size :math:`\gamma > 0`.
+            (default: :obj:`0.25`)
+        num_steps (int, optional): The number of steps :math:`K \geq 0`;
+            :obj:`0` is the identity. (default: :obj:`20`)
+        dropout (float, optional): The dropout probability :math:`p \in [0,
+            1)` applied to the node features before every step during
+            training. (default: :obj:`0.`)
+        normalize (str, optional): :obj:`"sym"`, :obj:`"rw"` or :obj:`None`.
+            (default: :obj:`"sym"`)
+        add_self_loops (bool, optional): If set to :obj:`False`, no unit
+            self-loops are added before normalization. Self-loops cancel out
+            of :math:`\mathbf{L}` when :obj:`normalize=None`.
+            (default: :obj:`True`)
+        cached (bool, optional): If set to :obj:`True`, the layer builds
+            :math:`\mathbf{M}` on first execution and reuses it afterwards.
+            Only for transductive learning on one graph.
+            (default: :obj:`False`)
+        learnable_step (bool, optional): If set to :obj:`True`,
+            :math:`\gamma = \mathrm{softplus}(\rho)` is a trainable positive
+            parameter initialised at :obj:`step_size`. (default: :obj:`False`)
+        engine (str, optional): :obj:`"fused"` for the memory-flat fused
+            operation, :obj:`"autograd"` for a plain step-by-step loop through
+            :meth:`propagate` (every activation kept). The layer uses the
+            plain loop by itself when gradients must reach
+            :obj:`edge_weight`, in explain mode and for
+            :obj:`return_all=True`. (default: :obj:`"fused"`)
+        **kwargs (optional): Additional arguments of
+            :class:`torch_geometric.nn.conv.MessagePassing`.
+
+    Shapes:
+        - **input:**
+          node features :math:`(|\mathcal{V}|, F)`,
+          edge indices :math:`(2, |\mathcal{E}|)`
+          or sparse matrix :math:`(|\mathcal{V}|, |\mathcal{V}|)`,
+          edge weights :math:`(|\mathcal{E}|)` *(optional)*
+        - **output:** node features :math:`(|\mathcal{V}|, F)`, or
+          :math:`(K + 1, |\mathcal{V}|, F)` with :obj:`return_all=True`
+    """
+    _cached_op: Optional[DiffusionOperator]
+
+    def __init__(
+        self,
+        step_size: float = 0.25,
+        num_steps: int = 20,
+        dropout: float = 0.,
+        normalize: Optional[str] = 'sym',
+        add_self_loops: bool = True,
+        cached: bool = False,
+        learnable_step: bool = False,
+        engine: str = 'fused',
+        **kwargs,
+    ):
+        kwargs.setdefault('aggr', 'add')
+        super().__init__(**kwargs)
+
+        if isinstance(step_size, bool) or not isinstance(
+                step_size, (int, float)) or not math.isfinite(step_size) \
+                or step_size <= 0:
+            raise ValueError(f"'step_size' must be a finite number > 0 "
+                             f"(got {step_size!r})")
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int) \
+                or num_steps < 0:
+            raise ValueError(f"'num_steps' must be an integer >= 0 "
+                             f"(got {num_steps!r})")
+        if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError(f"'dropout' must lie in [0, 1) (got {dropout!r})")
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"Unknown 'normalize' value {normalize!r} "
+                             f"(expected one of {NORMALIZATIONS})")
+        if engine not in ENGINES:
+            raise ValueError(f"Unknown 'engine' {engine!r} "
+                             f"(expected one of {ENGINES})")
+
+        self.initial_step_size = float(step_size)
+        self.num_steps = num_steps
+        self.dropout = float(dropout)
+        self.normalize = normalize
+        self.add_self_loops = add_self_loops
+        self.cached = cached
+        self.learnable_step = learnable_step
+        self.engine = engine
+
+        if learnable_step:
+            self.step_param = Parameter(torch.empty(()))
+        else:
+            self.register_parameter('step_param', None)
+            self.register_buffer('_gamma', torch.tensor(float(step_size)),
+                                 persistent=False)
+        self._cached_op = None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        r"""Resets :math:`\gamma` to :obj:`step_size` and clears the cache."""
+        super().reset_parameters()
+        if self.step_param is not None:
+            with torch.no_grad():  # Inverse softplus.
+                g = self.initial_step_size
+                self.step_param.fill_(g + math.log(-math.expm1(-g)))
+        self._cached_op = None
+
+    @property
+    def gamma(self) -> Tensor:
+        r"""The current step size :math:`\gamma` as a 0-dim tensor."""
+        if self.step_param is not None:
+            return F.softplus(self.step_param)
+        return self._gamma
+
+    @property
+    def step_size(self) -> float:
+        return float(self.gamma.detach())
+
+    def forward(self, x: Tensor, edge_index: Adj,
+                edge_weight: OptTensor = None,
+                return_all: bool = False) -> Tensor:
+        if not isinstance(x, Tensor) or x.dim() != 2 \
+                or not x.is_floating_point():
+            raise ValueError(f"'x' must be a 2-D floating-point tensor of "
+                             f"node features (got "
+                             f"{getattr(x, 'dtype', type(x))} of shape "
+                             f"{tuple(getattr(x, 'shape', ()))})")
+        if x.layout != torch.strided:
+            x = x.to_dense()
+
+        op = self._cached_op
+        if op is None:
+            op = self.build_operator(edge_index, x.size(0), edge_weight,
+                                     x.dtype)
+            if self.cached:
+                self._cached_op = op
+        elif op.num_nodes != x.size(0):
+            raise ValueError(f"The cached operator has {op.num_nodes} nodes "
+                             f"but 'x' has {x.size(0)} rows (call "
+                             f"'reset_parameters()' to rebuild it)")
+
+        p = self.dropout if self.training else 0.0
+        if return_all or self.engine == 'autograd' or self.explain \
+                or op.edge_lval.requires_grad:
+            return self._plain_loop(x, op, p, return_all)
+        return diffuse(x, op, self.gamma, self.num_steps, p)
+
+    def _plain_loop(self, x: Tensor, op: DiffusionOperator, p: float,
+                    return_all: bool) -> Tensor:
+        # Step by step through propagate(), with every activation kept.
+        scale = 1.0 / (1.0 - p) if p > 0 else 1.0
+        gamma = self.gamma.to(x.dtype)
+        if self.explain or gamma.requires_grad or op.edge_lval.requires_grad:
+            # Differentiable per-edge weights of M: messages over edge_index.
+            adj = op.edge_index
+            weight = (op.edge_ival.to(x.dtype) -
+                      gamma * op.edge_lval.to(x.dtype)) * scale
+        else:  # Fused sparse products over the CSR matrix.
+            adj = op.csr((op.ival.to(x.dtype) - gamma * op.lval.to(x.dtype)) *
+                         scale)
+            weight = None
+        seed = int(draw_seed()) if p > 0 else 0
+        states = [x]
+        h = x
+        for k in range(self.num_steps):
+            if p > 0:
+                h = h * dropout_mask(seed, k, tuple(h.shape), p, h.device,
+                                     h.dtype)
+            h = self.propagate(adj, x=h, edge_weight=weight)
+            states.append(h)
+        return torch.stack(states) if return_all else h
+
+    def message(self, x_j: Tensor, edge_weight: Tensor) -> Tensor:
+        return edge_weight.view(-1, 1) * x_j
+
+    def message_and_aggregate(self, adj_t: Adj, x: Tensor) -> Tensor:
+        return spmm(adj_t, x, reduce=self.aggr)
+
+    def build_operator(
+        self,
+        edge_index: Adj,
+        num_nodes: int,
+        edge_weight: OptTensor = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> DiffusionOperator:
+        r"""Validates the graph and builds
+        :math:`\mathbf{M} = \mathbf{I} - \gamma\mathbf{L}` (all checks happen
+        here, once per operator)."""
+        row, col, weight = _graph_entries(edge_index, num_nodes, edge_weight,
+                                          dtype)
+        op = build_operator(row, col, weight, num_nodes, self.normalize,
+                            self.add_self_loops)
+        gamma = self.step_size
+        if op.lambda_max > 0 and gamma * op.lambda_max > 2.0:
+            warnings.warn(
+                f"'{self.__class__.__name__}' with step_size={gamma:g} is "
+                f"unstable on this graph: the estimated largest eigenvalue "
+                f"of L is {op.lambda_max:.4g}, so explicit Euler needs "
+                f"step_size <= 2 / lambda_max = {2.0 / op.lambda_max:.4g}",
+                RuntimeWarning, stacklevel=3)
+        return op
+
+    def __repr__(self) -> str:
+        args = f'step_size={self.initial_step_size:g}, ' \
+               f'num_steps={self.num_steps}'
+        if self.dropout > 0:
+            args += f', dropout={self.dropout:g}'
+        if self.normalize != 'sym':
+            args += f', normalize={self.normalize!r}'
+        if self.learnable_step:
+            args += ', learnable_step=True'
+        return f'{self.__class__.__name__}({args})'
+
+
+def _check_weights(weight: Tensor, what: str) -> None:
+    if not weight.is_floating_point():
+        raise ValueError(f"{what} must be floating point "
+                         f"(got {weight.dtype})")
+    if weight.numel() > 0:
+        w = weight.detach()
+        if not bool(torch.isfinite(w).all()):
+            raise ValueError(f"{what} holds non-finite values")
+        if bool((w < 0).any()):
+            raise ValueError(f"{what} holds negative values "
+                             f"(min {float(w.min()):g}); diffusion needs "
+                             f"non-negative weights")
+
+
+def _graph_entries(
+    edge_index: Adj,
+    num_nodes: int,
+    edge_weight: OptTensor,
+    dtype: torch.dtype = torch.float32,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    r"""Returns the validated entries (row = target, col = source, weight)
+    of the adjacency matrix given as :obj:`edge_index` or sparse
+    :obj:`adj_t`."""
+    if isinstance(edge_index, SparseTensor):
+        if edge_weight is not None:
+            raise ValueError("'edge_weight' must be None for a sparse "
+                             "adjacency: the weights are its values")
+        n_rows, n_cols = edge_index.sparse_sizes()
+        _check_square(n_rows, n_cols, num_nodes)
+        row, col, value = edge_index.coo()
+        if value is None:
+            value = torch.ones(row.numel(), device=row.device, dtype=dtype)
+        _check_weights(value, "The values of the sparse adjacency")
+        return row, col, value
+
+    if not isinstance(edge_index, Tensor):
+        raise ValueError(f"'edge_index' must be a tensor or a SparseTensor "
+                         f"(got {type(edge_index).__name__})")
+
+    if is_torch_sparse_tensor(edge_index):
+        if edge_weight is not None:
+            raise ValueError("'edge_weight' must be None for a sparse "
+                             "adjacency: the weights are its values")
+        if edge_index.dim() != 2 or edge_index.dense_dim() != 0:
+            raise ValueError(f"A sparse adjacency must be a 2-D matrix with "
+                             f"scalar values (got shape "
+                             f"{tuple(edge_index.shape)})")
+        _check_square(edge_index.size(0), edge_index.size(1), num_nodes)
+        adj = edge_index.to_sparse_coo().coalesce()
+        row, col = adj.indices()
+        value = adj.values()
+        _check_weights(value, "The values of the sparse adjacency")
+        return row, col, value
+
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"'edge_index' must have shape [2, num_edges] "
+                         f"(got {list(edge_index.shape)})")
+    if edge_index.is_floating_point() or edge_index.is_complex() \
+            or edge_index.dtype == torch.bool:
+        raise ValueError(f"'edge_index' must hold integer node indices "
+                         f"(got {edge_index.dtype})")
+    edge_index = edge_index.long()
+    if edge_index.numel() > 0:
+        lo, hi = int(edge_index.min()), int(edge_index.max())
+        if lo < 0 or hi >= num_nodes:
+            raise ValueError(f"'edge_index' holds node indices outside "
+                             f"[0, {num_nodes}) (found range [{lo}, {hi}]); "
+                             f"'x' has {num_nodes} rows")
+    num_edges = edge_index.size(1)
+    if edge_weight is None:
+        edge_weight = torch.ones(num_edges, device=edge_index.device,
+                                 dtype=dtype)
+    elif edge_weight.dim() != 1 or edge_weight.numel() != num_edges:
+        raise ValueError(f"'edge_weight' must have shape [{num_edges}] "
+                         f"(one weight per edge), got "
+                         f"{list(edge_weight.shape)}")
+    _check_weights(edge_weight, "'edge_weight'")
+    return edge_index[1], edge_index[0], edge_weight
+
+
+def _check_square(n_rows: int, n_cols: int, num_nodes: int) -> None:
+    if n_rows != n_cols:
+        raise ValueError(f"The sparse adjacency must be square "
+                         f"(got {n_rows} x {n_cols})")
+    if n_rows != num_nodes:
+        raise ValueError(f"The sparse adjacency has size {n_rows} x "
+                         f"{n_cols} but 'x' has {num_nodes} rows")

@@ -1,0 +1,5 @@
+from .diff_resnet import DiffResNetGNN
+
+__all__ = [
+    'DiffResNetGNN',
+]
