@@ -153,8 +153,6 @@ class DiffConv(MessagePassing):
             self.step_param = Parameter(torch.empty(()))
         else:
             self.register_parameter('step_param', None)
-            self.register_buffer('_gamma', torch.tensor(float(step_size)),
-                                 persistent=False)
         self._cached_op = None
         self.reset_parameters()
 
@@ -172,7 +170,7 @@ class DiffConv(MessagePassing):
         r"""The current step size :math:`\gamma` as a 0-dim tensor."""
         if self.step_param is not None:
             return F.softplus(self.step_param)
-        return self._gamma
+        return torch.tensor(self.initial_step_size, dtype=torch.float64)
 
     @property
     def step_size(self) -> float:
@@ -205,13 +203,14 @@ class DiffConv(MessagePassing):
         if return_all or self.engine == 'autograd' or self.explain \
                 or op.edge_lval.requires_grad:
             return self._plain_loop(x, op, p, return_all)
-        return diffuse(x, op, self.gamma, self.num_steps, p)
+        return diffuse(x, op, self.gamma.to(x.device, x.dtype),
+                       self.num_steps, p)
 
     def _plain_loop(self, x: Tensor, op: DiffusionOperator, p: float,
                     return_all: bool) -> Tensor:
         # Step by step through propagate(), with every activation kept.
         scale = 1.0 / (1.0 - p) if p > 0 else 1.0
-        gamma = self.gamma.to(x.dtype)
+        gamma = self.gamma.to(x.device, x.dtype)
         if self.explain or gamma.requires_grad or op.edge_lval.requires_grad:
             # Differentiable per-edge weights of M: messages over edge_index.
             adj = op.edge_index
