@@ -3,6 +3,7 @@ import shutil
 from typing import Callable
 
 import pytest
+import torch
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED_DATA = os.environ.get(
@@ -13,6 +14,9 @@ SHARED_DATA = os.environ.get(
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line('markers', 'slow: long checks, run with -m slow')
+    # Test tensors are small: one intra-op thread avoids OpenMP wake-up
+    # stalls that dominate tiny sparse products on a loaded 2-core machine.
+    torch.set_num_threads(int(os.environ.get('TGD_TEST_THREADS', '1')))
 
 
 @pytest.fixture(scope='session')
