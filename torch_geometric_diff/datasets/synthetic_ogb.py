@@ -32,7 +32,7 @@ import os
 import os.path as osp
 import shutil
 from dataclasses import asdict, dataclass
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional
 
 import numpy as np
 
@@ -49,7 +49,8 @@ OGB_LIKE: Dict[str, Dict] = {
         homophily=0.65,
         class_skew=1.0,
         degree_sigma=1.0,
-        feature_signal=0.35,
+        feature_signal=0.22,
+        label_noise=0.2,
     ),
     'ogbn-products': dict(
         num_nodes=2_449_029,
@@ -59,15 +60,16 @@ OGB_LIKE: Dict[str, Dict] = {
         split_type='sales_ranking',
         split_sizes=(196_615, 39_323, 2_213_091),
         directed=False,
-        homophily=0.80,
+        homophily=0.90,
         class_skew=1.2,
         degree_sigma=1.2,
-        feature_signal=0.35,
+        feature_signal=0.3,
+        label_noise=0.15,
     ),
 }
 
 MARKER_FILE = 'SYNTHETIC.json'
-_CHUNK = 1 << 18  # Rows per random chunk; fixed, so results do not depend
+_CHUNK = 1 << 16  # Rows per random chunk; fixed, so results do not depend
 # on the write buffer size.
 
 
@@ -142,20 +144,20 @@ class _Planted:
         # Skewed class sizes in a random class order; every class non-empty.
         prop = np.arange(1, c + 1, dtype=np.float64)**(-spec['class_skew'])
         prop = rng.permutation(prop / prop.sum())
-        y = np.repeat(np.arange(c), 1)  # One node per class first.
-        y = np.concatenate([y, rng.choice(c, size=n - c, p=prop)])
-        self.y = rng.permutation(y).astype(np.int64)
+        z = np.concatenate([np.arange(c), rng.choice(c, size=n - c, p=prop)])
+        self.z = rng.permutation(z).astype(np.int64)  # Planted community.
+        # The observed label is the community, or with probability
+        # `label_noise` a uniformly random class (an irreducible error).
+        noisy = rng.random(n) < spec['label_noise']
+        self.y = np.where(noisy, rng.integers(0, c, size=n), self.z)
 
         self.theta = rng.lognormal(0.0, spec['degree_sigma'], size=n)
 
         # Nodes grouped by class, for sampling inside a class.
-        self.order = np.argsort(self.y, kind='stable')
-        counts = np.bincount(self.y, minlength=c)
+        self.order = np.argsort(self.z, kind='stable')
+        counts = np.bincount(self.z, minlength=c)
         self.start = np.concatenate([[0], np.cumsum(counts)[:-1]])
         self.end = self.start + counts
-        self.cum = np.cumsum(self.theta[self.order])
-        cum0 = np.concatenate([[0.0], self.cum])
-        self.lo, self.hi = cum0[self.start], cum0[self.end]
 
         # Split: by year (arxiv) or by a popularity ranking (products).
         num_train, num_valid = sizes.num_train, sizes.num_valid
@@ -182,47 +184,59 @@ class _Planted:
         f = sizes.num_features
         self.centroids = rng.standard_normal((c, f)).astype(np.float32)
 
-    def _sample_global(self, rng: np.random.Generator, k: int) -> np.ndarray:
-        u = rng.random(k) * self.cum[-1]
-        idx = np.searchsorted(self.cum, u, side='right')
-        return self.order[np.minimum(idx, self.cum.size - 1)]
-
-    def _sample_in_class(self, rng: np.random.Generator,
-                         cls: np.ndarray) -> np.ndarray:
-        lo, hi = self.lo[cls], self.hi[cls]
-        idx = np.searchsorted(self.cum, lo + rng.random(cls.size) * (hi - lo),
-                              side='right')
-        idx = np.clip(idx, self.start[cls], self.end[cls] - 1)
-        return self.order[idx]
+    def _draw(self, rng: np.random.Generator, k: int,
+              members: np.ndarray) -> np.ndarray:
+        # `k` nodes from `members`, each with probability proportional to its
+        # theta, in random order: multinomial counts instead of a binary
+        # search per draw (O(|members| + k), cache friendly).
+        w = self.theta[members]
+        out = np.repeat(members, rng.multinomial(k, w / w.sum()))
+        rng.shuffle(out)
+        return out
 
     def _sample_keys(self, rng: np.random.Generator, k: int) -> np.ndarray:
         r"""Draws :obj:`k` edges as keys :math:`a N + b` with :math:`a < b`
         (self-loops dropped, so possibly fewer)."""
-        src = self._sample_global(rng, k)
+        n = self.sizes.num_nodes
+        src = self._draw(rng, k, np.arange(n))
         dst = np.empty_like(src)
         intra = rng.random(k) < self.spec['homophily']
-        dst[intra] = self._sample_in_class(rng, self.y[src[intra]])
-        dst[~intra] = self._sample_global(rng, int((~intra).sum()))
+        dst[~intra] = self._draw(rng, int(k - intra.sum()), np.arange(n))
+        slots = np.flatnonzero(intra)
+        cls = self.z[src[slots]].astype(np.int16)
+        slots = slots[np.argsort(cls, kind='stable')]  # Radix sort.
+        counts = np.bincount(cls, minlength=self.sizes.num_classes)
+        offset = 0
+        for c in np.flatnonzero(counts):
+            members = self.order[self.start[c]:self.end[c]]
+            dst[slots[offset:offset + counts[c]]] = self._draw(
+                rng, int(counts[c]), members)
+            offset += counts[c]
         a, b = np.minimum(src, dst), np.maximum(src, dst)
         keep = a != b
-        return a[keep] * self.sizes.num_nodes + b[keep]
+        return a[keep] * n + b[keep]
 
     def edge_keys(self) -> np.ndarray:
         r"""The sorted, unique keys of exactly :obj:`num_edges` edges."""
         m = self.sizes.num_edges
         rng = np.random.default_rng([self.seed, 1])
+        chunk = max(1 << 22, self.sizes.num_nodes)
         keys = np.empty(0, dtype=np.int64)
+        loss = 0.05  # Share of draws lost to loops and duplicates (adapted).
         for _ in range(100):
             need = m - keys.size
             if need <= 0:
                 break
-            draw = int(need * 1.05) + 64
-            new = [self._sample_keys(rng, min(_CHUNK * 16, draw - i))
-                   for i in range(0, draw, _CHUNK * 16)]
+            draw = int(need / (1.0 - min(loss, 0.9)) * 1.01) + 64
+            new = [self._sample_keys(rng, min(chunk, draw - i))
+                   for i in range(0, draw, chunk)]
             new.append(keys)
+            before = keys.size
             keys = np.concatenate(new)
             del new
-            keys = np.unique(keys)
+            keys.sort()  # In place; faster than np.unique's hash table.
+            keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
+            loss = 1.0 - (keys.size - before) / draw
         else:
             raise RuntimeError('Could not draw enough distinct edges')
         if keys.size > m:  # Drop a random excess.
@@ -232,7 +246,7 @@ class _Planted:
         return keys
 
     def edges(self, keys: np.ndarray,
-              chunk: int = 1 << 21) -> Iterator[np.ndarray]:
+              chunk: int = 1 << 19) -> Iterator[np.ndarray]:
         r"""Yields ``[k, 2]`` edge rows from :obj:`keys`. Arxiv-like edges
         point from the newer paper to the older one (citations)."""
         n = self.sizes.num_nodes
@@ -253,9 +267,9 @@ class _Planted:
         signal = self.spec['feature_signal']
         for i, j in enumerate(range(0, n, _CHUNK)):
             rng = np.random.default_rng([self.seed, 3, i])
-            y = self.y[j:j + _CHUNK]
-            x = rng.standard_normal((y.size, f), dtype=np.float32)
-            x += signal * self.centroids[y]
+            z = self.z[j:j + _CHUNK]
+            x = rng.standard_normal((z.size, f), dtype=np.float32)
+            x += signal * self.centroids[z]
             x *= 0.1  # Per-dimension scale close to the real arxiv features.
             limit = 10.0 - 10.0**-decimals
             np.clip(x, -limit, limit, out=x)
@@ -277,10 +291,13 @@ def format_int_rows(values: np.ndarray) -> bytes:
     if values.min() < 0:
         raise ValueError('format_int_rows expects non-negative integers')
     r, c = values.shape
-    d = max(1, len(str(int(values.max()))))
-    pw = 10**np.arange(d - 1, -1, -1, dtype=np.int64)
+    vmax = int(values.max())
+    d = max(1, len(str(vmax)))
+    dtype = np.int32 if vmax < 2**31 else np.int64
+    values = values.astype(dtype, copy=False)
+    pw = 10**np.arange(d - 1, -1, -1, dtype=dtype)
     buf = np.empty((r, c, d + 1), dtype=np.uint8)
-    buf[..., :d] = (values[..., None] // pw) % 10 + 48
+    buf[..., :d] = (values[..., None] // pw) % 10 + 48  # Digits as bytes.
     buf[..., d] = ord(',')
     buf[:, -1, d] = ord('\n')
     ndigits = np.maximum((values[..., None] >= pw).sum(-1), 1)
@@ -301,8 +318,8 @@ def format_float_rows(values: np.ndarray, decimals: int = 4) -> bytes:
     if np.abs(q).max() >= 10**(decimals + 1):
         raise ValueError('format_float_rows expects |x| < 10')
     r, c = values.shape
-    a = np.abs(q)
-    pw = 10**np.arange(decimals, -1, -1, dtype=np.int64)  # Int digit first.
+    a = np.abs(q).astype(np.int32)  # |q| < 10**9.
+    pw = 10**np.arange(decimals, -1, -1, dtype=np.int32)  # Int digit first.
     w = decimals + 4  # Sign, integer digit, point, decimals, separator.
     buf = np.empty((r, c, w), dtype=np.uint8)
     buf[..., 0] = ord('-')
@@ -324,8 +341,8 @@ def _gzip(path: str, level: int) -> gzip.GzipFile:
 
 def _write_int_column(path: str, values: np.ndarray, level: int) -> None:
     with _gzip(path, level) as f:
-        for j in range(0, max(values.shape[0], 1), 1 << 20):
-            f.write(format_int_rows(values[j:j + (1 << 20)]))
+        for j in range(0, max(values.shape[0], 1), 1 << 18):
+            f.write(format_int_rows(values[j:j + (1 << 18)]))
 
 
 # Public API ##################################################################
@@ -417,8 +434,8 @@ def write_synthetic_ogb(
     log('Writing raw/node-feat.csv.gz')
     with _gzip(osp.join(raw, 'node-feat.csv.gz'), compresslevel) as f:
         for x in planted.features(decimals):
-            for j in range(0, x.shape[0], 1 << 15):
-                f.write(format_float_rows(x[j:j + (1 << 15)], decimals))
+            for j in range(0, x.shape[0], 1 << 13):
+                f.write(format_float_rows(x[j:j + (1 << 13)], decimals))
     _write_int_column(osp.join(raw, 'node-label.csv.gz'), planted.y,
                       compresslevel)
     if planted.year is not None:
