@@ -262,6 +262,14 @@ def time_propagation(g: Dict, k: int, args, device: torch.device) -> Dict:
         'dropout_mask': [], 'torch_dropout': []
     }
     from torch_geometric_diff.nn.diffusion import draw_seed, dropout_mask
+    lin = torch.nn.Linear(x.size(1), x.size(1)).to(device)
+    x_in = g['x_in']
+
+    def linear_step(inp: Tensor) -> None:
+        lin.zero_grad()
+        _linear(inp, lin).sum().backward()
+
+    res['linear_dense'], res['linear_input'] = [], []
     for rep in range(args.warmup + args.repeats):
         conv.train()
         sync(device)
@@ -281,7 +289,11 @@ def time_propagation(g: Dict, k: int, args, device: torch.device) -> Dict:
                                             args.dropout, device), device)
             td = timed(lambda: F.dropout(x, args.dropout, training=True),
                        device)
+        tl = timed(lambda: linear_step(g['x']), device)
+        ts = timed(lambda: linear_step(x_in), device)
         if rep >= args.warmup:
+            res['linear_dense'].append(tl)
+            res['linear_input'].append(ts)
             res['diff_fwd'].append(t1 - t0)
             res['diff_bwd'].append(t2 - t1)
             res['diff_eval'].append(te)
@@ -292,6 +304,29 @@ def time_propagation(g: Dict, k: int, args, device: torch.device) -> Dict:
     out['diff_step_ms'] = out['diff_eval_ms'] / k
     out['appnp_step_ms'] = out['appnp_eval_ms'] / k
     return out
+
+
+def profile_epoch(g: Dict, args, device: torch.device) -> str:
+    r"""A :mod:`torch.profiler` table of one training epoch of diffresnet."""
+    from torch.profiler import ProfilerActivity, profile
+    model, forward = build('diffresnet', g, args.num_steps, args)
+    model = model.to(device).train()
+    forward().sum().backward()  # Warm up, build the cache.
+    acts = [ProfilerActivity.CPU]
+    if device.type == 'cuda':
+        acts.append(ProfilerActivity.CUDA)
+    with profile(activities=acts) as prof:
+        out = forward()
+        F.cross_entropy(out[g['mask']], g['y'][g['mask']]).backward()
+        model.eval()
+        with torch.no_grad():
+            forward()
+        sync(device)
+    sort = 'self_cuda_time_total' if device.type == 'cuda' \
+        else 'self_cpu_time_total'
+    table = prof.key_averages().table(sort_by=sort, row_limit=15)
+    print(table, flush=True)
+    return table
 
 
 # Peak memory #################################################################
@@ -398,8 +433,9 @@ def markdown(results: Dict, meta: Dict) -> str:
                          f"{ratio} | {ratio_a} |")
     lines += [
         '', '| graph | diffusion fwd (ms) | diffusion bwd (ms) | bwd/fwd | '
-        'DiffConv step (ms) | APPNP step (ms) | mask (ms) | F.dropout (ms) |',
-        '|---|---:|---:|---:|---:|---:|---:|---:|'
+        'DiffConv step (ms) | APPNP step (ms) | mask (ms) | F.dropout (ms) | '
+        'first linear fwd+bwd, dense x (ms) | same, x as fed (ms) |',
+        '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|'
     ]
     for graph, r in results.items():
         p = r['propagation']
@@ -407,7 +443,8 @@ def markdown(results: Dict, meta: Dict) -> str:
             f"| {graph} | {p['diff_fwd_ms']:.1f} | {p['diff_bwd_ms']:.1f} | "
             f"{p['diff_bwd_ms'] / p['diff_fwd_ms']:.2f} | "
             f"{p['diff_step_ms']:.2f} | {p['appnp_step_ms']:.2f} | "
-            f"{p['dropout_mask_ms']:.2f} | {p['torch_dropout_ms']:.2f} |")
+            f"{p['dropout_mask_ms']:.2f} | {p['torch_dropout_ms']:.2f} | "
+            f"{p['linear_dense_ms']:.1f} | {p['linear_input_ms']:.1f} |")
     if any('memory' in r for r in results.values()):
         ks = meta['mem_steps']
         lines += [
@@ -465,6 +502,9 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', default='results/speed',
                         help='output prefix: writes <out>.json and <out>.md')
+    parser.add_argument('--profile', action='store_true',
+                        help='print a torch.profiler table of one '
+                        'diffresnet epoch per graph')
     parser.add_argument('--memory-probe', action='store_true',
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -487,6 +527,8 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         print(f'{graph:16s} propagation ' + ' '.join(
             f'{k}={v:.2f}' for k, v in results[graph]['propagation'].items()),
               flush=True)
+        if args.profile:
+            results[graph]['profile'] = profile_epoch(g, args, device)
         del g
         if not args.no_memory:
             results[graph]['memory'] = run_memory(graph, args)

@@ -5,6 +5,7 @@ import torch
 
 from torch_geometric_diff import DiffConv
 from torch_geometric_diff.nn.diffusion import (
+    _keep,
     diffuse,
     diffuse_reference,
     dropout_mask,
@@ -20,10 +21,30 @@ def grid_operator(side=6, dtype=torch.float64):
     return DiffConv().build_operator(ei, side * side, dtype=dtype)
 
 
-@pytest.mark.parametrize('p,bits', [(0.25, 8), (0.5, 8), (0.1, 32),
-                                    (2**-12, 16), (0.3, 32)])
+@pytest.mark.parametrize('p,bits', [(0.25, 8), (0.5, 8), (1 / 128, 8),
+                                    (1 / 256, 16), (0.1, 32), (2**-12, 16),
+                                    (0.3, 32), (0.0, 8)])
 def test_mask_bits(p, bits):
     assert mask_bits(p) == bits
+
+
+@pytest.mark.parametrize('p', [0.0, 0.25, 0.5, 0.75, 1 / 128, 127 / 128])
+def test_keep_rule_is_exact_over_all_byte_values(p):
+    v = torch.arange(-128, 128, dtype=torch.int8)
+    t = -128 + round(p * 256)
+    keep = _keep(v.clone(), p, 8)
+    assert torch.equal(keep, (v >= t).to(torch.int8))
+    assert int(keep.sum()) == round((1 - p) * 256)
+
+
+def test_keep_rule_16_and_32_bits():
+    gen = torch.Generator().manual_seed(0)
+    for bits, dtype, p in [(16, torch.int16, 1 / 256), (32, torch.int32, 0.1)]:
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1))
+        v = torch.randint(lo, hi, (100_000, ), generator=gen).to(dtype)
+        v = torch.cat([v, torch.tensor([lo, hi - 1], dtype=dtype)])
+        t = lo + 2 * round(p * (1 << (bits - 1)))
+        assert torch.equal(_keep(v.clone(), p, bits), (v >= t).to(dtype))
 
 
 @pytest.mark.parametrize('p', [0.1, 0.25, 0.5, 0.8])

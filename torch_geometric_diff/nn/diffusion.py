@@ -212,12 +212,13 @@ def _mix_int(z: int) -> int:
 
 
 def mask_bits(p: float) -> int:
-    r"""The random bits drawn per element: the fewest of 8, 16 or 32 that
-    represent :math:`p` exactly, else 32 (the keep probability is then
-    within :math:`2^{-33}` of :math:`1 - p`; :func:`torch.rand` itself has
-    24 bits)."""
+    r"""The random bits drawn per element: the fewest of 8, 16 or 32 with
+    which :math:`p \, 2^{b}` is an even integer, so that the mask is exactly
+    Bernoulli(:math:`1 - p`); else 32, and the keep probability is within
+    :math:`2^{-32}` of :math:`1 - p` (:func:`torch.rand` itself has 24
+    bits)."""
     for bits in (8, 16):
-        if float(p * (1 << bits)).is_integer():
+        if float(p * (1 << (bits - 1))).is_integer():
             return bits
     return 32
 
@@ -249,7 +250,7 @@ def dropout_mask(seed: int, step: int, shape: Tuple[int, ...], p: float,
     SplitMix64 stream :math:`\mathrm{mix}(s_k + \lfloor e b / 64 \rfloor
     \cdot \phi)` with :math:`s_k = \mathrm{mix}(\mathrm{seed} \oplus
     \mathrm{mix}(k))`; it is kept iff those bits, read as a signed integer,
-    are at least :math:`-2^{b-1} + \mathrm{round}(p \, 2^b)`. On CUDA, the
+    are at least :math:`t = -2^{b-1} + p \, 2^b`. On CUDA, the
     mask is one :meth:`~torch.Tensor.bernoulli_` launch of a Philox generator
     seeded with :math:`s_k`, which is cheaper there than eleven integer
     kernels. The same ``(seed, step)`` gives the same mask on the same kind
@@ -264,10 +265,22 @@ def dropout_mask(seed: int, step: int, shape: Tuple[int, ...], p: float,
     numel = math.prod(shape)
     bits = mask_bits(p)
     words = (numel * bits + 63) // 64
-    z = _mix(_counters(words, device) + s_k)
-    v = z.view(_VIEW[bits])[:numel].view(shape)
-    threshold = -(1 << (bits - 1)) + int(round(p * (1 << bits)))
-    return (v >= threshold).to(dtype)
+    v = _mix(_counters(words, device) + s_k).view(_VIEW[bits])[:numel]
+    return _keep(v, p, bits).view(shape).to(dtype)
+
+
+def _keep(v: Tensor, p: float, bits: int) -> Tensor:
+    r"""Maps uniform signed :obj:`bits`-bit integers :obj:`v` to ``1`` where
+    :math:`v \geq t = -2^{b-1} + p \, 2^b` and ``0`` elsewhere, in place.
+    As :math:`t` is even, :math:`v \geq t` iff :math:`(v \gg 1) - t/2 \geq 0`,
+    which cannot overflow: four cheap integer ops instead of a comparison
+    that produces :obj:`bool`."""
+    half_t = -(1 << (bits - 2)) + round(p * (1 << (bits - 1)))
+    v >>= 1
+    v -= half_t
+    v >>= bits - 1
+    v += 1
+    return v
 
 
 def draw_seed() -> Tensor:
