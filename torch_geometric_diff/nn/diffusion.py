@@ -241,8 +241,8 @@ _VIEW = {8: torch.int8, 16: torch.int16, 32: torch.int32}
 
 
 def dropout_mask(seed: int, step: int, shape: Tuple[int, ...], p: float,
-                 device: torch.device,
-                 dtype: torch.dtype = torch.float32) -> Tensor:
+                 device: torch.device, dtype: torch.dtype = torch.float32,
+                 out: Optional[Tensor] = None) -> Tensor:
     r"""The keep mask (``1`` with probability :math:`1 - p`, else ``0``) of
     diffusion step ``step``, as a :obj:`dtype` tensor of :obj:`shape`.
 
@@ -254,19 +254,21 @@ def dropout_mask(seed: int, step: int, shape: Tuple[int, ...], p: float,
     mask is one :meth:`~torch.Tensor.bernoulli_` launch of a Philox generator
     seeded with :math:`s_k`, which is cheaper there than eleven integer
     kernels. The same ``(seed, step)`` gives the same mask on the same kind
-    of device.
+    of device. With :obj:`out`, the mask is written there.
     """
     s_k = _mix_int(seed ^ _mix_int(step + 1))
     if device.type == 'cuda':  # One Philox launch per mask.
         gen = torch.Generator(device=device)
         gen.manual_seed(s_k & ((1 << 63) - 1))
-        return torch.empty(shape, device=device, dtype=dtype).bernoulli_(
-            1.0 - p, generator=gen)
+        if out is None:
+            out = torch.empty(shape, device=device, dtype=dtype)
+        return out.bernoulli_(1.0 - p, generator=gen)
     numel = math.prod(shape)
     bits = mask_bits(p)
     words = (numel * bits + 63) // 64
     v = _mix(_counters(words, device) + s_k).view(_VIEW[bits])[:numel]
-    return _keep(v, p, bits).view(shape).to(dtype)
+    keep = _keep(v, p, bits).view(shape)
+    return keep.to(dtype) if out is None else out.copy_(keep)
 
 
 def _keep(v: Tensor, p: float, bits: int) -> Tensor:
@@ -297,15 +299,29 @@ def _values(ival: Tensor, lval: Tensor, gamma: Tensor, scale: float) -> Tensor:
     return vals * scale if scale != 1.0 else vals
 
 
-def _forward_states(x: Tensor, M: Tensor, num_steps: int, p: float,
-                    seed: int, start: int = 0):
-    h = x
-    for k in range(start, start + num_steps):
-        if p > 0:
-            h = h * dropout_mask(seed, k, tuple(h.shape), p, h.device,
-                                 h.dtype)
-        h = M @ h
-        yield h
+def _apply_steps(h: Tensor, M: Tensor, steps, p: float, seed: int,
+                 transpose: bool = False) -> Tensor:
+    r"""Runs ``h <- M (m_k * h)`` over :obj:`steps` (or, with
+    :obj:`transpose`, ``h <- m_k * (M h)``, the backward recursion), writing
+    into two ping-pong buffers and one mask buffer: no allocation per step,
+    and the input :obj:`h` is never written."""
+    bufs = [torch.empty_like(h), torch.empty_like(h)]
+    mask = torch.empty_like(h) if p > 0 else None
+
+    def other(t: Tensor) -> Tensor:
+        return bufs[1] if t is bufs[0] else bufs[0]
+
+    for k in steps:
+        if p > 0 and not transpose:
+            m = dropout_mask(seed, k, tuple(h.shape), p, h.device, h.dtype,
+                             out=mask)
+            owned = h is bufs[0] or h is bufs[1]
+            h = torch.mul(h, m, out=h if owned else bufs[0])
+        h = torch.mm(M, h, out=other(h))
+        if p > 0 and transpose:
+            h.mul_(dropout_mask(seed, k, tuple(h.shape), p, h.device,
+                                h.dtype, out=mask))
+    return h
 
 
 @torch.library.custom_op('torch_geometric_diff::diffuse', mutates_args=())
@@ -316,10 +332,9 @@ def _diffuse_op(x: Tensor, crow: Tensor, col: Tensor, ival: Tensor,
     n = x.size(0)
     scale = 1.0 / (1.0 - dropout) if dropout > 0 else 1.0
     M = _csr(crow, col, _values(ival, lval, gamma, scale), n)
-    h = x
-    for h in _forward_states(x, M, num_steps, dropout, int(seed)):
-        pass
-    return h.clone() if h is x else h
+    if num_steps == 0:
+        return x.clone()
+    return _apply_steps(x, M, range(num_steps), dropout, int(seed))
 
 
 @_diffuse_op.register_fake
@@ -354,8 +369,8 @@ def _diffuse_backward_op(grad: Tensor, x: Optional[Tensor], crow: Tensor,
     g = grad
     if x is None:  # No gradient for gamma: K transposed products.
         MT = t_csr(_values(ival, lval, gamma, scale))
-        for k in reversed(range(num_steps)):
-            g = drop(MT @ g, k)
+        g = _apply_steps(g, MT, reversed(range(num_steps)), p, seed_,
+                         transpose=True)
         return g, torch.zeros_like(gamma)
 
     # Gradient for gamma: d/dgamma of M_s y_k is -s L y_k, so it needs the
