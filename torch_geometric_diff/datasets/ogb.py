@@ -64,7 +64,10 @@ def ogb_safe_loading() -> Iterator[None]:
     if safe_globals is None:  # PyTorch < 2.5: `weights_only` is off.
         yield
         return
-    with safe_globals(ogb_safe_globals()):
+    # Only add what is missing: leaving the context removes the entries it
+    # added, which would also drop PyG's own registrations (such as Data).
+    allowed = torch.serialization.get_safe_globals()
+    with safe_globals([g for g in ogb_safe_globals() if g not in allowed]):
         yield
 
 

@@ -1,0 +1,60 @@
+import importlib.util
+import json
+import os.path as osp
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+SCRIPT = osp.join(REPO, 'benchmarks', 'make_synthetic_ogb.py')
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location('make_synthetic_ogb',
+                                                  SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+make = load_script()
+
+
+def test_cli_writes_layout(tmp_path, capsys):
+    root = str(tmp_path)
+    assert make.main(['--like', 'ogbn-products', '--scale', '0.001',
+                      '--root', root, '--seed', '2']) == 0
+    out = capsys.readouterr().out
+    assert '2,449 nodes, 61,859 edges, 100 features, 47 classes' in out
+    path = osp.join(root, 'ogbn_products')
+    for name in ('raw/edge.csv.gz', 'raw/node-feat.csv.gz',
+                 'raw/node-label.csv.gz', 'raw/num-node-list.csv.gz',
+                 'raw/num-edge-list.csv.gz', 'RELEASE_v1.txt',
+                 'split/sales_ranking/train.csv.gz',
+                 'split/sales_ranking/valid.csv.gz',
+                 'split/sales_ranking/test.csv.gz'):
+        assert osp.exists(osp.join(path, name)), name
+    assert not osp.exists(osp.join(path, 'raw', 'node_year.csv.gz'))
+    with open(osp.join(path, 'SYNTHETIC.json')) as f:
+        marker = json.load(f)
+    assert marker['seed'] == 2 and marker['num_edges'] == 61859
+
+    # An existing folder is kept unless --overwrite.
+    assert make.main(['--like', 'ogbn-products', '--scale', '0.001',
+                      '--root', root]) == 2
+    assert 'overwrite' in capsys.readouterr().err
+    assert make.main(['--like', 'ogbn-products', '--scale', '0.001',
+                      '--root', root, '--overwrite']) == 0
+
+
+def test_cli_dry_run_and_errors(tmp_path, capsys):
+    assert make.main(['--like', 'ogbn-arxiv', '--root', str(tmp_path),
+                      '--dry-run']) == 0
+    out = capsys.readouterr().out
+    assert '169,343 nodes, 1,166,243 edges, 128 features, 40 classes' in out
+    assert '90,941 / 29,799 / 48,603' in out
+    assert not osp.exists(osp.join(str(tmp_path), 'ogbn_arxiv'))
+    assert make.main(['--like', 'ogbn-arxiv', '--root', str(tmp_path),
+                      '--scale', '-1']) == 2
+    assert 'positive' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        make.main(['--like', 'ogbn-mag', '--root', str(tmp_path)])
