@@ -99,7 +99,7 @@ def digits_features(
 
 def clustered_features(num_classes: int = 20, num_base_classes: int = 10,
                        num_per_class: int = 100, dim: int = 64,
-                       latent_dim: int = 4, spread: float = 1.0,
+                       latent_dim: int = 4, spread: float = 6.0,
                        noise: float = 0.3, seed: int = 0) -> FewShotFeatures:
     r"""A synthetic stand-in for backbone embeddings: every class is an
     elongated Gaussian cloud :math:`\boldsymbol{\mu}_c + \mathbf{A}_c
@@ -112,7 +112,10 @@ def clustered_features(num_classes: int = 20, num_base_classes: int = 10,
     first :obj:`num_base_classes` classes only provide the centering mean.
     A single shot is a poor prototype for such a cloud, while the cloud's
     neighbourhood graph is informative: the regime where transductive
-    methods help. Deterministic by :obj:`seed`.
+    methods help. The default :obj:`spread` was chosen by SimpleShot's
+    accuracy alone (5-way 1-shot far from saturation; with
+    :obj:`spread=1` every method scores 100%). Deterministic by
+    :obj:`seed`.
     """
     if num_classes <= num_base_classes:
         raise ValueError("'num_classes' must exceed 'num_base_classes'")
