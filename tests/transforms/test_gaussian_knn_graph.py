@@ -106,13 +106,26 @@ def test_chunking_matches_unchunked(chunk_size):
     assert torch.allclose(w1, w2)
 
 
-def test_large_n_memory_is_linear():
+def test_large_n_is_chunked(monkeypatch):
     # N = 20k would need 1.6 GB for a dense float32 distance matrix; a
-    # 256-row chunk needs 20 MB.
+    # 256-row chunk needs 20 MB. Every distance block must be a row chunk.
+    shapes = []
+    cdist = torch.cdist
+
+    def recording_cdist(a, b, *args, **kwargs):
+        shapes.append((a.size(0), b.size(0)))
+        return cdist(a, b, *args, **kwargs)
+
+    monkeypatch.setattr(torch, 'cdist', recording_cdist)
     torch.manual_seed(4)
     x = torch.randn(20000, 2)
     ei, w = gaussian_knn_graph(x, 5, sigma=0.1, symmetrize=None, loop=False,
                                normalize=None, chunk_size=256)
+    assert len(shapes) == 79 and max(r for r, _ in shapes) == 256
+    # Automatic chunking stays within the 2**24-entry budget.
+    shapes.clear()
+    gaussian_knn_graph(x, 5, sigma=0.1)
+    assert max(r * c for r, c in shapes) <= 2**24 and len(shapes) > 1
     assert ei.size(1) == 20000 * 5
     # Spot check a few rows against brute force.
     for i in [0, 1234, 19999]:

@@ -123,8 +123,8 @@ def gaussian_knn_graph(
             raise ValueError(f"'batch' must have shape [{N}] "
                              f"(got {tuple(batch.shape)})")
         batch = batch.to(device)
-        min_size = int(torch.bincount(batch).masked_select(
-            torch.bincount(batch) > 0).min())
+        sizes = torch.bincount(batch)
+        min_size = int(sizes[sizes > 0].min())
     if kk >= min_size:
         raise ValueError(f"Every graph needs more than max(k, sigma_k)={kk} "
                          f"nodes (the smallest one has {min_size})")
