@@ -189,3 +189,21 @@ def test_bad_input():
         gaussian_knn_graph(torch.randn(5), 2)
     with pytest.raises(ValueError, match="data.x"):
         GaussianKNNGraph(2)(Data(edge_index=torch.zeros(2, 0).long()))
+
+
+def test_paper_toy_setting():
+    # The official toy graph: Gaussian weights of all pairs, each row keeps
+    # its n_top = 25 largest entries (the point itself included), then every
+    # row is divided by its sum. Here: k = 24, loop=True, no symmetrisation.
+    torch.manual_seed(7)
+    x = torch.rand(120, 2) * 3
+    D2 = ((x[:, None] - x[None])**2).sum(-1).double()
+    W = torch.exp(-D2 / 0.5**2)
+    keep = W.topk(25, dim=1).indices
+    mask = torch.zeros_like(W, dtype=torch.bool).scatter_(1, keep, True)
+    W = W * mask
+    W = W / W.sum(1, keepdim=True)
+    data = GaussianKNNGraph(k=24, sigma=0.5, normalize='row',
+                            symmetrize=None)(Data(pos=x))
+    assert torch.allclose(to_dense(data.edge_index, data.edge_weight, 120), W,
+                          atol=1e-6)
