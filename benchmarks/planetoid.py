@@ -179,7 +179,15 @@ def expected_raw_paths(spec: DatasetSpec, protocol: str,
     probe.root = class_root
     for key, value in _class_kwargs(spec, protocol).items():
         setattr(probe, key, value.lower() if key == 'split' else value)
-    return list(probe.raw_paths)
+    paths = list(probe.raw_paths)
+    if spec.pyg_class == 'Planetoid' and protocol == 'geom-gcn':
+        # Planetoid downloads, but does not list, the split files.
+        name = probe.name.lower()
+        paths += [
+            os.path.join(probe.raw_dir, f'{name}_split_0.6_0.2_{i}.npz')
+            for i in range(10)
+        ]
+    return paths
 
 
 def _processed_dir(spec: DatasetSpec, protocol: str, class_root: str) -> str:
@@ -242,8 +250,7 @@ def load_pyg_dataset(spec: DatasetSpec, protocol: str, root: str,
                 os.replace(dst + '.part', dst)
         cached_raw = expected_raw_paths(spec, protocol, load_root)
         have_raw = all(os.path.isfile(p) for p in cached_raw)
-    if not have_raw and not os.path.isdir(
-            _processed_dir(spec, protocol, load_root)) and offline:
+    if not have_raw and offline:
         raise MissingDataError(
             _missing_message(spec, protocol, root, raw, class_root))
     kwargs = _class_kwargs(spec, protocol)
@@ -786,8 +793,10 @@ def run_benchmark(args: argparse.Namespace) -> int:
     print(f'{pending} runs to do, {len(results)} already in {args.out}',
           file=sys.stderr)
 
+    # In a log file (no terminal), refresh the bar once a minute.
     bar = tqdm(total=pending, unit='run', dynamic_ncols=True,
-               disable=pending == 0)
+               disable=pending == 0,
+               mininterval=0.1 if sys.stderr.isatty() else 60.0)
     total_start = time.perf_counter()
     for spec, protocol, g, configs in jobs:
         g = g.to(device)
