@@ -30,7 +30,7 @@ bench-quick: $(VENV)/.installed-dev
 	$(PY) benchmarks/planetoid.py --dataset Cora CiteSeer --model diffresnet gcn \
 		--protocol random --splits 3 --inits 2 --root $(TGD_SHARED_DATA) \
 		--out $(OUT)/planetoid-quick.jsonl
-	$(PY) benchmarks/planetoid.py --summary --out $(OUT)/planetoid-quick.jsonl
+	$(PY) benchmarks/planetoid.py --summary $(OUT)/planetoid-quick.jsonl
 	$(PY) benchmarks/speed.py --graphs cora --root $(TGD_SHARED_DATA) \
 		--repeats 5 --out $(OUT)/speed-quick
 
