@@ -243,6 +243,13 @@ class PeakMemory:
         self.resettable = True
 
     def reset(self) -> None:
+        import gc
+        gc.collect()
+        try:  # Hand freed heap pages back first, so RSS is live memory.
+            import ctypes
+            ctypes.CDLL('libc.so.6').malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
         try:
             with open('/proc/self/clear_refs', 'w') as f:
                 f.write('5')
@@ -250,6 +257,17 @@ class PeakMemory:
             self.resettable = False
         if self.device.type == 'cuda':
             torch.cuda.reset_peak_memory_stats(self.device)
+
+    @staticmethod
+    def current_rss_mib() -> float:
+        try:
+            with open('/proc/self/status') as f:
+                for line in f:
+                    if line.startswith('VmRSS:'):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return 0.0
 
     def rss_mib(self) -> float:
         try:
@@ -347,7 +365,12 @@ def run_once(name: str, run: int, data, split_idx: Dict[str, Tensor],
     torch.manual_seed(seed * 1000 + rank)  # Per-rank dropout streams.
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr,
                                  weight_decay=args.weight_decay)
+    # Peaks include moving the data and building the graph operators.
     peak = PeakMemory(device)
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    peak.reset()
+    rss_start = peak.current_rss_mib()
 
     if full:
         x_dev, y_dev = x.to(device), y.view(-1).to(device)
@@ -419,9 +442,6 @@ def run_once(name: str, run: int, data, split_idx: Dict[str, Tensor],
     history: List[Dict[str, Any]] = []
     losses: List[float] = []
     epoch_times: List[float] = []
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-    peak.reset()
     for epoch in range(1, args.epochs + 1):
         t = time.perf_counter()
         loss = train_epoch(epoch)
@@ -461,6 +481,7 @@ def run_once(name: str, run: int, data, split_idx: Dict[str, Tensor],
         epoch_time_s=sum(steady) / len(steady),
         first_epoch_time_s=epoch_times[0],
         peak_rss_mib=round(train_rss, 1),
+        rss_at_start_mib=round(rss_start, 1),
         peak_rss_resettable=peak.resettable,
         peak_gpu_mib=None if gpu is None else round(gpu, 1),
         num_params=num_params,
@@ -612,7 +633,7 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     if device.type == 'cuda' and args.ddp:
         device = torch.device('cuda', local_rank)
-    if device.type == 'cuda':
+    if device.type == 'cuda' and device.index is not None:
         torch.cuda.set_device(device)
     ddp = None
     if args.ddp:

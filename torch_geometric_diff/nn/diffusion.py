@@ -304,20 +304,24 @@ def _apply_steps(h: Tensor, M: Tensor, steps, p: float, seed: int,
     r"""Runs ``h <- M (m_k * h)`` over :obj:`steps` (or, with
     :obj:`transpose`, ``h <- m_k * (M h)``, the backward recursion), writing
     into two ping-pong buffers and one mask buffer: no allocation per step,
-    and the input :obj:`h` is never written."""
-    bufs = [torch.empty_like(h), torch.empty_like(h)]
+    and the input :obj:`h` is never written. On CUDA the products allocate
+    from the caching allocator instead, since cuSPARSE would first scale an
+    ``out=`` tensor by zero: two extra kernels per step."""
+    use_out = h.device.type != 'cuda'
+    bufs = [torch.empty_like(h) for _ in range(2 if use_out else 1)]
     mask = torch.empty_like(h) if p > 0 else None
 
     def other(t: Tensor) -> Tensor:
         return bufs[1] if t is bufs[0] else bufs[0]
 
+    first = True
     for k in steps:
         if p > 0 and not transpose:
             m = dropout_mask(seed, k, tuple(h.shape), p, h.device, h.dtype,
                              out=mask)
-            owned = h is bufs[0] or h is bufs[1]
-            h = torch.mul(h, m, out=h if owned else bufs[0])
-        h = torch.mm(M, h, out=other(h))
+            h = torch.mul(h, m, out=bufs[0]) if first else h.mul_(m)
+        h = torch.mm(M, h, out=other(h)) if use_out else M @ h
+        first = False
         if p > 0 and transpose:
             h.mul_(dropout_mask(seed, k, tuple(h.shape), p, h.device,
                                 h.dtype, out=mask))
