@@ -350,6 +350,11 @@ def _fixed_splits(data, spec, protocol, num_splits, num_inits, seed):
         masks = (data.train_mask, data.val_mask, data.test_mask)
         if masks[0].dim() != 2:
             raise ValueError(f"'{spec.name}' ships no fixed splits")
+    available = 1 if masks[0].dim() == 1 else masks[0].size(1)
+    if num_splits > available:  # --splits counts up to what is shipped.
+        print(f"note: '{spec.name}' ships {available} fixed {protocol} "
+              f"split(s); using {available}", file=sys.stderr)
+        num_splits = available
     return mask_splits(*masks, num_splits=num_splits, seed=seed,
                        num_inits=num_inits)
 
@@ -821,7 +826,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
                     results.append(line)
                     bar.set_postfix_str(f'{spec.name}/{model} split '
                                         f'{split.split} test '
-                                        f'{100 * res["test_acc"]:.1f}')
+                                        f'{100 * res["test_acc"]:.1f}',
+                                        refresh=False)
                     bar.update(1)
 
                 if args.batch_inits and model == 'diffresnet':
@@ -914,8 +920,11 @@ def summarize(records: List[Dict[str, Any]]
     """
     selected = select_configs(dedupe(records))
     rows, paired = [], []
-    order = sorted(selected, key=lambda k: (k[0], k[1], MODELS.index(k[2])
-                                            if k[2] in MODELS else 99, k[2]))
+    names = [s.name for s in DATASETS.values()]
+    order = sorted(selected, key=lambda k: (
+        names.index(k[0]) if k[0] in names else len(names), k[0],
+        PROTOCOLS.index(k[1]) if k[1] in PROTOCOLS else 9, k[1],
+        MODELS.index(k[2]) if k[2] in MODELS else len(MODELS), k[2]))
     for key in order:
         rs = selected[key]
         test = [r['test_acc'] for r in rs]
@@ -932,6 +941,7 @@ def summarize(records: List[Dict[str, Any]]
             'epochs_mean': float(np.mean([r['epochs'] for r in rs])),
             'seconds_mean': float(np.mean([r['seconds'] for r in rs])),
             'hparams': _short_hparams(rs[0]['hparams']),
+            'device': ', '.join(sorted({_device_name(r) for r in rs})),
         }
         if all('test_auc' in r for r in rs):
             row['test_auc_mean'], row['test_auc_std'] = mean_std(
@@ -969,6 +979,10 @@ def summarize(records: List[Dict[str, Any]]
     return rows, paired
 
 
+def _device_name(r: Dict[str, Any]) -> str:
+    return str(r.get('gpu') or r.get('device', 'n/a'))
+
+
 def _per_split(rs: List[Dict[str, Any]]) -> Dict[int, float]:
     by: Dict[int, List[float]] = defaultdict(list)
     for r in rs:
@@ -995,8 +1009,8 @@ def _p(x: float) -> str:
 def format_markdown(rows, paired) -> str:
     out = [
         '| Dataset | Protocol | Model | Runs (splits) | Test acc. (%) '
-        '| 95% CI | Val acc. (%) | Epochs | Hyper-parameters |',
-        '|---|---|---|---|---|---|---|---|---|',
+        '| 95% CI | Val acc. (%) | Epochs | Hyper-parameters | Device |',
+        '|---|---|---|---|---|---|---|---|---|---|',
     ]
     for r in rows:
         auc = (f' (AUC {_pct(r["test_auc_mean"])} ± '
@@ -1007,7 +1021,7 @@ def format_markdown(rows, paired) -> str:
             f'| {_pct(r["test_mean"])} ± {_pct(r["test_std"])}{auc} '
             f'| [{_pct(r["ci_low"])}, {_pct(r["ci_high"])}] '
             f'| {_pct(r["val_mean"])} | {r["epochs_mean"]:.0f} '
-            f'| {r["hparams"]} |')
+            f'| {r["hparams"]} | {r["device"]} |')
     out.append('')
     out.append('Mean ± sample std over all runs; 95% CI: Student t over the '
                'per-split means (over runs for one split). Hyper-parameters '
