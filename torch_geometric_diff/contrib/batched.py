@@ -23,7 +23,7 @@ def _shared_linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     # x: [N, I] (dense or torch.sparse) shared by all models; weight:
     # [M, O, I]; bias: [M, O] -> [N, M, O] with one (sparse-)dense product.
     m, o, i = weight.shape
-    w = weight.permute(2, 0, 1).reshape(i, m * o)
+    w = weight.reshape(m * o, i).t()  # A view: no copy of the M weights.
     out = torch.sparse.mm(x, w) if x.layout != torch.strided else x @ w
     return (out + bias.reshape(m * o)).view(-1, m, o)
 
