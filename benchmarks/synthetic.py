@@ -85,8 +85,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--datasets', nargs='+', default=list(PAPER),
                    choices=list(PAPER))
     p.add_argument('--seeds', type=int, nargs='+', default=list(range(10)))
-    p.add_argument('--schedules', nargs='+', default=['paper', 'converged'],
-                   choices=['paper', 'converged'])
+    p.add_argument('--schedules', nargs='*', default=['paper', 'converged'],
+                   choices=['paper', 'converged'],
+                   help='training schedules (none: trajectories and '
+                   'figures only)')
     p.add_argument('--protocols', nargs='+',
                    default=['fit_all', 'transductive'],
                    choices=['fit_all', 'transductive'])
@@ -99,6 +101,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='scale the number of points (for quick checks)')
     p.add_argument('--max-steps', type=int, default=None,
                    help='cap the number of diffusion steps (quick checks)')
+    p.add_argument('--hidden', type=int, default=2,
+                   help='hidden units of the residual block (paper: 2)')
+    p.add_argument('--trajectory-steps', type=int, default=None,
+                   help='diffusion steps for the ratio/energy curves, GIFs '
+                   'and scatter plots (default: the training K)')
     p.add_argument('--gif-frames', type=int, default=40)
     p.add_argument('--no-figures', action='store_true')
     p.add_argument('--threads', type=int, default=1)
@@ -135,7 +142,8 @@ def train_mask(y: Tensor, rate: float, seed: int) -> Tensor:
 def fit(data, s: dict, diffusion: bool, schedule: str, protocol: str,
         seed: int, args):
     torch.manual_seed(seed)
-    model = ToyDiffResNet(s['num_steps'] if diffusion else 0)
+    model = ToyDiffResNet(s['num_steps'] if diffusion else 0,
+                          hidden=args.hidden)
     if schedule == 'paper':
         # The official script builds a fresh SGD optimizer every step, so
         # its momentum never acts: plain SGD.
@@ -163,8 +171,8 @@ def fit(data, s: dict, diffusion: bool, schedule: str, protocol: str,
     return acc, h
 
 
-def trajectory(data, s: dict, every: int):
-    conv = DiffConv(step_size=1.0, num_steps=s['num_steps'], normalize=None)
+def trajectory(data, num_steps: int, every: int):
+    conv = DiffConv(step_size=1.0, num_steps=num_steps, normalize=None)
     with torch.no_grad():
         xs = conv(data.x, data.edge_index, data.edge_weight, return_all=True)
     m = diffusion_trajectory_metrics(conv, data.x, data.edge_index,
@@ -187,16 +195,17 @@ def run(args) -> dict:
     os.makedirs(args.out, exist_ok=True)
     results = JSONLResults(os.path.join(args.out, 'results.jsonl'),
                            ['dataset', 'seed', 'schedule', 'protocol',
-                            'diffusion', 'settings', 'epochs'])
+                            'diffusion', 'settings', 'epochs', 'model'])
     env = environment_info()
     traj_rows: List[dict] = []
     examples: Dict[str, dict] = {}
     for name in args.datasets:
         s = settings(name, args)
-        every = max(1, s['num_steps'] // 60)
+        traj_steps = args.trajectory_steps or s['num_steps']
+        every = max(1, traj_steps // 60)
         for seed in args.seeds:
             data = build(name, seed, s)
-            m, xs = trajectory(data, s, every)
+            m, xs = trajectory(data, traj_steps, every)
             for i, step in enumerate(m['step']):
                 traj_rows.append({'dataset': name, 'seed': seed,
                                   'step': step,
@@ -214,6 +223,8 @@ def run(args) -> dict:
                                    diffusion=diffusion, settings=s,
                                    epochs=args.paper_epochs if schedule ==
                                    'paper' else args.converged_epochs)
+                        if args.hidden != 2:  # Absent: the paper's model.
+                            key['model'] = f'hidden={args.hidden}'
                         if results.done(key):
                             continue
                         t0 = time.time()
@@ -238,6 +249,7 @@ def run(args) -> dict:
 
 def summarize(args, results: JSONLResults, traj_rows: List[dict]) -> dict:
     out: Dict[str, dict] = {}
+    model = None if args.hidden == 2 else f'hidden={args.hidden}'
     for name in args.datasets:
         entry: Dict[str, object] = {'settings': None}
         for schedule in args.schedules:
@@ -248,6 +260,7 @@ def summarize(args, results: JSONLResults, traj_rows: List[dict]) -> dict:
                             and r['schedule'] == schedule
                             and r['protocol'] == protocol
                             and r['diffusion'] == diffusion
+                            and r.get('model') == model
                             and r['seed'] in args.seeds]
                     if not accs:
                         continue
@@ -272,7 +285,8 @@ def summarize(args, results: JSONLResults, traj_rows: List[dict]) -> dict:
             mono.append(bool(np.all(np.diff(seq) >= -1e-9)))
         entry.update(
             steps=steps[-1], ratio_first=ratio[0], ratio_last=ratio[-1],
-            ratio_max=max(ratio), robust_first=robust[0],
+            ratio_max=max(ratio), ratio_argmax=steps[int(np.argmax(ratio))],
+            robust_first=robust[0],
             robust_last=robust[-1],
             energy_first=float(np.mean([r['energy'] for r in by_step[0]])),
             energy_last=float(np.mean([r['energy']
@@ -332,16 +346,19 @@ def write_outputs(args, summary: dict, traj_rows: List[dict]) -> None:
                 f"{cell(e, f'{schedule}/{protocol}/nodiff')} |")
     lines += [
         '\n**Distance-diameter ratio and Dirichlet energy under pure '
-        'diffusion of the inputs** (mean over seeds)\n',
-        f'| data | K | ratio step 0 | ratio step K | robust (q={ROBUST_Q:g})'
-        f' 0 → K | seeds with non-decreasing ratio | energy 0 → K |',
-        '|---|---|---|---|---|---|---|',
+        'diffusion of the inputs** (mean over seeds; groups: the two '
+        'classes, for XOR its four discs)\n',
+        f'| data | K | ratio step 0 | ratio step K | max (at step) | '
+        f'robust (q={ROBUST_Q:g}) 0 → K | seeds with non-decreasing ratio '
+        f'| energy 0 → K |',
+        '|---|---|---|---|---|---|---|---|',
     ]
     for name, e in summary.items():
         lines.append(
-            f"| {TITLES[name]} | {e['steps']} | {e['ratio_first']:.3f} | "
-            f"{e['ratio_last']:.3f} | {e['robust_first']:.3f} → "
-            f"{e['robust_last']:.3f} | {e['ratio_monotone_seeds']}/"
+            f"| {TITLES[name]} | {e['steps']} | {e['ratio_first']:.3g} | "
+            f"{e['ratio_last']:.3g} | {e['ratio_max']:.3g} "
+            f"({e['ratio_argmax']}) | {e['robust_first']:.3g} → "
+            f"{e['robust_last']:.3g} | {e['ratio_monotone_seeds']}/"
             f"{e['n_seeds']} | {e['energy_first']:.3g} → "
             f"{e['energy_last']:.3g} |")
     with open(os.path.join(args.out, 'table.md'), 'w') as f:
@@ -383,11 +400,11 @@ def make_figures(args, examples: Dict[str, dict],
     for row, name in enumerate(names):
         ex = examples[name]
         data, xs, m = ex['data'], ex['xs'], ex['m']
-        K = ex['s']['num_steps']
+        K = xs.size(0) - 1
         _scatter(axes[row, 0], data.x, data.y,
-                 f"{TITLES[name]}: input (ratio {m['ratio'][0]:.2f})")
+                 f"{TITLES[name]}: input (ratio {m['ratio'][0]:.3g})")
         _scatter(axes[row, 1], xs[-1], data.y,
-                 f"after {K} steps (ratio {m['ratio'][-1]:.2f})",
+                 f"after {K} steps (ratio {m['ratio'][-1]:.3g})",
                  lim=_limits(data.x))
         if 'learned' in ex:
             h, acc = ex['learned']
@@ -411,10 +428,12 @@ def make_figures(args, examples: Dict[str, dict],
                                    f'robust (q={ROBUST_Q:g})', 'C1')]:
             v = np.array([[r[key] for r in rows if r['step'] == t]
                           for t in steps])
-            axes[0, col].plot(steps, v.mean(1), color=color, label=label)
+            axes[0, col].semilogy(steps, v.mean(1), color=color,
+                                  label=label)
             axes[0, col].fill_between(steps, v.min(1), v.max(1),
                                       color=color, alpha=0.2, lw=0)
-        axes[0, col].set_title(TITLES[name], fontsize=10)
+        axes[0, col].set_title(TITLES[name] + (' (4 discs)' if name == 'xor'
+                                               else ''), fontsize=10)
         axes[0, col].set_xlabel('diffusion step')
         e = np.array([[r['energy'] for r in rows if r['step'] == t]
                       for t in steps])
@@ -452,7 +471,7 @@ def write_gif(plt, ex: dict, name: str, path: str, num_frames: int) -> None:
         rt = ratio_at.get(t)
         title = f'{TITLES[name]}: step {t}/{K}'
         if rt is not None:
-            title += f', ratio {rt:.2f}'
+            title += f', ratio {rt:.3g}'
         _scatter(ax, xs[t], data.y, title, lim=lim)
         fig.tight_layout()
         buf = io.BytesIO()

@@ -56,6 +56,16 @@ def test_tiny_end_to_end(tmp_path):
     with open(os.path.join(out, 'results.jsonl')) as f:
         assert len(f.read().splitlines()) == 12
 
+    # Curves only, over a longer horizon than the training K.
+    out2 = str(tmp_path / 'curves')
+    summary = synthetic.main(['--out', out2, '--datasets', 'two_moons',
+                              '--seeds', '0', '--size-scale', '0.1',
+                              '--max-steps', '8', '--schedules',
+                              '--trajectory-steps', '12', '--no-figures'])
+    assert summary['two_moons']['steps'] == 12
+    assert not os.path.exists(os.path.join(out2, 'results.jsonl')) or \
+        os.path.getsize(os.path.join(out2, 'results.jsonl')) == 0
+
 
 def test_model_is_the_paper_model():
     synthetic = load_script('synthetic')
