@@ -52,6 +52,7 @@ from torch_geometric_diff.datasets.ogb import (
     ogb_dataset_dir,
 )
 from torch_geometric_diff.datasets.synthetic_ogb import (
+    OGB_LIKE,
     read_synthetic_marker,
     synthetic_ogb_data,
 )
@@ -430,7 +431,8 @@ def run_once(name: str, run: int, data, split_idx: Dict[str, Tensor],
                     args.operator_device)
             out = diff_resnet_layerwise_inference(
                 module, x, args.full_edge_index, device,
-                args.chunk_size, operator=eval_op)
+                args.chunk_size, operator=eval_op,
+                channel_chunk=args.channel_chunk)
         else:
             if eval_op is None and name != 'mlp':
                 adj = graph_input(name, args.full_edge_index, num_nodes)
@@ -563,6 +565,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'layer-wise inference (cluster mode)')
     parser.add_argument('--chunk-size', type=int, default=2**16,
                         help='nodes per chunk in layer-wise inference')
+    parser.add_argument('--channel-chunk', type=int,
+                        help='diffuse this many channels at a time in '
+                        'layer-wise inference, states on the CPU (cluster '
+                        'mode, for graphs whose states do not fit the device)')
     parser.add_argument('--eval-every', type=int)
     parser.add_argument('--log-every', type=int, default=1)
     parser.add_argument('--threads', type=int,
@@ -591,6 +597,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(f"--{key.replace('_', '-')} must be >= 1")
     if args.num_layers < 2:
         parser.error('--num-layers must be >= 2')
+    if args.channel_chunk is not None and args.channel_chunk < 1:
+        parser.error('--channel-chunk must be >= 1')
     args.num_classes = None
     return args
 
@@ -658,7 +666,8 @@ def main(argv=None) -> int:
         if args.dataset == 'ogbn-arxiv':  # Citations: make undirected.
             data.edge_index = to_undirected(data.edge_index,
                                             num_nodes=data.num_nodes)
-        args.num_classes = int(data.y.max()) + 1
+        args.num_classes = max(int(data.y.max()) + 1,
+                               OGB_LIKE[args.dataset]['num_classes'])
         log(f'{args.dataset}: {data.num_nodes:,} nodes, '
             f'{data.edge_index.size(1):,} directed edges, '
             f'{data.x.size(1)} features | mode {args.mode} | device '

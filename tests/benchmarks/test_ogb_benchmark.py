@@ -90,7 +90,7 @@ def test_cluster_mode(root, tmp_path, partitioner):
         'gcn', 'sage', '--mode', 'cluster', '--partitioner', partitioner,
         '--num-parts', '6', '--parts-per-batch', '2', '--runs', '1',
         '--epochs', '2', '--hidden', '16', '--num-steps', '3', '--out', out,
-        '--device', 'cpu', '--operator-device', 'cpu'
+        '--device', 'cpu', '--operator-device', 'cpu', '--channel-chunk', '7'
     ]) == 0
     records = read(out)
     assert [r['model'] for r in records] == ['diffresnet', 'gcn', 'sage']

@@ -67,6 +67,12 @@ def test_layerwise_equals_forward(hidden, num_blocks):
         ref = model(x, edge_index)
     assert out.shape == (n, 5)
     assert torch.allclose(out, ref, atol=1e-5)
+    out = diff_resnet_layerwise_inference(model, x, edge_index, 'cpu',
+                                          channel_chunk=2)
+    assert torch.allclose(out, ref, atol=1e-5)
+    with pytest.raises(ValueError, match='channel_chunk'):
+        diff_resnet_layerwise_inference(model, x, edge_index, 'cpu',
+                                        channel_chunk=0)
 
 
 def test_layerwise_against_dense_formula():

@@ -6,22 +6,31 @@ Newman, `"Stochastic blockmodels and community structure in networks"
 and writes it in the exact raw layout of the Open Graph Benchmark, so that the
 unmodified :class:`ogb.nodeproppred.PygNodePropPredDataset` loads it offline.
 
-Every node :math:`i` gets a class :math:`y_i` (skewed class sizes), a degree
-propensity :math:`\theta_i \sim \mathrm{LogNormal}(0, \sigma^2)` and features
+Every node :math:`i` gets a planted community :math:`z_i` (skewed sizes), a
+degree propensity :math:`\theta_i \sim \mathrm{LogNormal}(0, \sigma^2)`,
+features
 
 .. math::
-    \mathbf{x}_i = s \cdot (\rho \, \boldsymbol{\mu}_{y_i} +
+    \mathbf{x}_i = s \cdot (\rho \, \boldsymbol{\mu}_{z_i} +
     \boldsymbol{\varepsilon}_i), \qquad
     \boldsymbol{\mu}_c, \boldsymbol{\varepsilon}_i \sim
-    \mathcal{N}(\mathbf{0}, \mathbf{I}).
+    \mathcal{N}(\mathbf{0}, \mathbf{I}),
+
+and the label :math:`y_i = z_i`, replaced with probability :math:`\eta` by
+a uniformly random class (label noise caps the attainable accuracy near
+:math:`1 - \eta`, as topic overlap does on the real data).
 
 An edge picks its first end point with probability :math:`\propto \theta_i`;
 with probability :math:`p_{\mathrm{in}}` its second end point is drawn
-:math:`\propto \theta_j` from the class of the first, otherwise
-:math:`\propto \theta_j` from all nodes. Self-loops and duplicates (in either
-direction) are redrawn, so the graph is simple and has exactly the requested
-number of edges. Averaging features over neighbours therefore removes noise
-faster than it mixes classes: diffusion helps over an MLP.
+:math:`\propto \theta_j` from the community of the first, otherwise
+:math:`\propto \theta_j` from all nodes (multinomial counts, no binary
+search). Self-loops and duplicates (in either direction) are redrawn, so the
+graph is simple and has exactly the requested number of edges. Averaging
+features over neighbours removes noise faster than it mixes communities:
+diffusion helps over an MLP. The split follows the real one: by year for
+arxiv (edges point from the newer paper to the older), by a popularity rank
+correlated with the degree for products (training nodes are the best
+connected).
 
 None of this is OGB data. Numbers measured on it are never OGB results.
 """

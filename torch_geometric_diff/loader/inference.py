@@ -150,6 +150,7 @@ def diff_resnet_layerwise_inference(
     operator_device: str = 'auto',
     max_block_nnz: int = 2**26,
     operator: Optional[BlockedOperator] = None,
+    channel_chunk: Optional[int] = None,
 ) -> Tensor:
     r"""Evaluation-mode output of a
     :class:`~torch_geometric_diff.nn.DiffResNetGNN` on the full graph,
@@ -176,10 +177,19 @@ def diff_resnet_layerwise_inference(
             (default: :obj:`2**26`)
         operator (BlockedOperator, optional): A placed :math:`\mathbf{M}` to
             reuse (see :func:`diff_resnet_operator`). (default: :obj:`None`)
+        channel_chunk (int, optional): If set, node states stay on the CPU
+            and are diffused :obj:`channel_chunk` columns at a time on
+            :obj:`device` (the columns diffuse independently), so that device
+            memory holds :math:`N \times` :obj:`channel_chunk` states only.
+            (default: :obj:`None`)
 
     Returns:
-        The logits :math:`(N, C)` on :obj:`device`.
+        The logits :math:`(N, C)`, on :obj:`device` (on the CPU with
+        :obj:`channel_chunk`).
     """
+    if channel_chunk is not None and channel_chunk < 1:
+        raise ValueError(f"'channel_chunk' must be positive "
+                         f"(got {channel_chunk})")
     if device is None:
         device = next(model.parameters()).device
     device = torch.device(device)
@@ -189,7 +199,22 @@ def diff_resnet_layerwise_inference(
         operator = diff_resnet_operator(model, edge_index, x.size(0), device,
                                         operator_device, max_block_nnz)
     conv = model.conv
-    state_device = device  # Node states live where the products run.
+    # Node states live where the products run, or on the CPU when they are
+    # diffused a few columns at a time.
+    state_device = device if channel_chunk is None else torch.device('cpu')
+
+    def diffuse(h: Tensor) -> Tensor:
+        if channel_chunk is None:
+            for _ in range(conv.num_steps):
+                h = operator.matmul(h)
+            return h
+        out = torch.empty_like(h)
+        for c in range(0, h.size(1), channel_chunk):
+            part = h[:, c:c + channel_chunk].to(device)
+            for _ in range(conv.num_steps):
+                part = operator.matmul(part)
+            out[:, c:c + channel_chunk] = part.to(out.device)
+        return out
 
     def first(h: Tensor) -> Tensor:
         if model.lin_in is not None:
@@ -204,8 +229,7 @@ def diff_resnet_layerwise_inference(
                          chunk_size, state_device)
         if i == model.num_blocks - 1:
             h = _chunked(model.lin_out, h, device, chunk_size, state_device)
-        for _ in range(conv.num_steps):
-            h = operator.matmul(h)
+        h = diffuse(h)
     model.train(was_training)
     return h
 
