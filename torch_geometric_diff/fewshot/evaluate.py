@@ -1,7 +1,6 @@
 from typing import Callable, Dict, Iterable, Optional, Sequence
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from .episodes import Episode, EpisodeSampler

@@ -1,6 +1,5 @@
 from typing import Optional
 
-import torch
 from torch import Tensor
 from torch_geometric.utils import scatter
 
