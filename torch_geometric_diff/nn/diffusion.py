@@ -24,6 +24,7 @@ its diagonal folded in, so that every step is a single sparse-dense product.
   device, and costs a fraction of :func:`torch.nn.functional.dropout`.
 """
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
@@ -85,6 +86,19 @@ class DiffusionOperator:
 def _csr(crow: Tensor, col: Tensor, values: Tensor, n: int) -> Tensor:
     return torch.sparse_csr_tensor(crow, col, values, (n, n),
                                    check_invariants=False)
+
+
+def _silence_csr_notices() -> None:
+    # PyTorch prints its "sparse CSR is in beta" and "invariant checks are
+    # disabled" notices once per process; spend them here, silently, instead
+    # of in every benchmark log.
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)
+        _csr(torch.zeros(2, dtype=torch.long), torch.zeros(1, dtype=torch.long),
+             torch.ones(1), 1)
+
+
+_silence_csr_notices()
 
 
 def _compress(row: Tensor, n: int) -> Tensor:
