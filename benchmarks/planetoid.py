@@ -93,7 +93,7 @@ def _spec(name, cls, folder, kwargs, bow, row_norm, fixed, step, steps, drop,
 
 _WP, _WK, _HG = 'WikipediaNetwork', 'WebKB', 'HeterophilousGraphDataset'
 DATASETS: Dict[str, DatasetSpec] = {
-    # key           name           class        folder       class kwargs                      bow    row_norm fixed      step  steps drop  hidden
+    # key           name           class        folder       class kwargs                      bow    row_norm fixed      step  steps drop  hidden  # noqa
     'cora':        _spec('Cora',        'Planetoid', 'Planetoid', dict(name='Cora'),            True,  True,  'geom-gcn', 0.25, 20, 0.25, None),  # noqa
     'citeseer':    _spec('CiteSeer',    'Planetoid', 'Planetoid', dict(name='CiteSeer'),        True,  True,  'geom-gcn', 0.25, 20, 0.25, None),  # noqa
     'pubmed':      _spec('PubMed',      'Planetoid', 'Planetoid', dict(name='PubMed'),          True,  True,  'geom-gcn', 0.25, 20, 0.25, None),  # noqa

@@ -118,9 +118,11 @@ def test_dropout_is_independent_per_model():
     batched.train()
     single.train()
     torch.manual_seed(1)
-    outs = torch.stack([batched(x, adj) for _ in range(100)])  # [R, 4, N, C]
+    with torch.no_grad():
+        # outs: [R, 4, N, C].
+        outs = torch.stack([batched(x, adj) for _ in range(100)])
+        singles = torch.stack([single(x, adj) for _ in range(400)])
     assert not torch.allclose(outs[:, 0], outs[:, 1])
-    singles = torch.stack([single(x, adj) for _ in range(400)])
     # Per entry, the mean of 400 batched draws (100 x 4 slots) and 400 single
     # draws agree within 5 standard errors.
     a = outs.flatten(0, 1)

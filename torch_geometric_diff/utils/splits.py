@@ -116,9 +116,9 @@ def sample_per_class(random_state: np.random.RandomState,
 def random_split(y: Union[Tensor, np.ndarray], seed: int,
                  num_train_per_class: int = 20, num_val_per_class: int = 30,
                  num_inits: int = 0, split: int = 0) -> NodeSplit:
-    r"""Draws one split of the paper's random protocol: :obj:`num_train_per_class`
-    training and :obj:`num_val_per_class` validation nodes per class, all
-    remaining nodes for testing. The :obj:`num_inits` initialisation seeds
+    r"""Draws one split of the paper's random protocol:
+    :obj:`num_train_per_class` training and :obj:`num_val_per_class`
+    validation nodes per class, all remaining nodes for testing. The :obj:`num_inits` initialisation seeds
     are drawn afterwards from the same :class:`numpy.random.RandomState`, as
     in the official code.
 
