@@ -23,7 +23,6 @@ results on it are labelled synthetic (never OGB results).
 """
 import argparse
 import hashlib
-import math
 import os
 import os.path as osp
 import resource

@@ -170,7 +170,8 @@ def test_real_loader_meta_dict(tmp_path):
     assert data.num_nodes == 2449 and data.x.shape == (2449, 100)
     # OGB adds the inverse of every listed edge.
     assert data.edge_index.shape == (2, 2 * 61859)
-    assert torch.equal(data.edge_index[:, 0::2], data.edge_index[:, 1::2].flip(0))
+    assert torch.equal(data.edge_index[:, 0::2],
+                       data.edge_index[:, 1::2].flip(0))
     assert split['train'].numel() == 197 and split['valid'].numel() == 39
     ref, _ = synthetic_ogb_data('ogbn-products', 0.001, seed=3)
     assert torch.equal(data.edge_index, ref.edge_index)

@@ -61,7 +61,8 @@ def test_metis_partition():
     loops = torch.arange(n).repeat(2, 1)
     assert torch.equal(metis_partition(torch.cat([half, loops], 1), n, 4),
                        part)
-    assert torch.equal(metis_partition(edge_index, n, 1), torch.zeros(n).long())
+    assert torch.equal(metis_partition(edge_index, n, 1),
+                       torch.zeros(n, dtype=torch.long))
 
 
 def test_partition_graph_fallback(monkeypatch):

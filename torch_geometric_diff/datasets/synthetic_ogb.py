@@ -175,7 +175,8 @@ class _Planted:
             year = np.empty(n, dtype=np.int64)
             older = np.arange(1971, 2018)
             w = np.exp(0.12 * (older - 2017))  # More papers every year.
-            year[perm[:num_train]] = rng.choice(older, num_train, p=w / w.sum())
+            year[perm[:num_train]] = rng.choice(older, num_train,
+                                                p=w / w.sum())
             year[perm[num_train:num_train + num_valid]] = 2018
             year[perm[num_train + num_valid:]] = rng.choice(
                 [2019, 2020], n - num_train - num_valid, p=[0.7, 0.3])
