@@ -108,19 +108,22 @@ def _chunks(fn, x: Tensor, device, chunk: int) -> Tensor:
                       for i in range(0, x.size(0), chunk)])
 
 
-class GCN(torch.nn.Module):
-    r"""OGB's arxiv GCN: GCNConv, BatchNorm, ReLU and dropout per hidden
-    layer, on a pre-normalized sparse adjacency."""
+class _BNStack(torch.nn.Module):
+    r"""Graph convolutions with BatchNorm, ReLU and dropout per hidden layer,
+    as in OGB's arxiv examples; subclasses choose the convolution."""
     def __init__(self, in_channels: int, hidden: int, out_channels: int,
                  num_layers: int, dropout: float) -> None:
         super().__init__()
         dims = [in_channels] + [hidden] * (num_layers - 1) + [out_channels]
-        self.convs = ModuleList([
-            GCNConv(a, b, normalize=False) for a, b in zip(dims, dims[1:])
-        ])
+        self.convs = ModuleList(
+            [self.conv(a, b) for a, b in zip(dims, dims[1:])])
         self.bns = ModuleList([BatchNorm1d(hidden)
                                for _ in range(num_layers - 1)])
         self.dropout = dropout
+
+    @staticmethod
+    def conv(in_channels: int, out_channels: int) -> torch.nn.Module:
+        raise NotImplementedError
 
     def reset_parameters(self) -> None:
         for m in list(self.convs) + list(self.bns):
@@ -131,6 +134,14 @@ class GCN(torch.nn.Module):
             x = F.relu(bn(conv(x, adj)))
             x = F.dropout(x, self.dropout, self.training)
         return self.convs[-1](x, adj)
+
+
+class GCN(_BNStack):
+    r"""OGB's arxiv GCN: GCNConv, BatchNorm, ReLU and dropout per hidden
+    layer, on a pre-normalized sparse adjacency."""
+    @staticmethod
+    def conv(in_channels: int, out_channels: int) -> torch.nn.Module:
+        return GCNConv(in_channels, out_channels, normalize=False)
 
     @torch.no_grad()
     def inference(self, x: Tensor, op: BlockedOperator, device,
@@ -143,29 +154,12 @@ class GCN(torch.nn.Module):
         return x
 
 
-class SAGE(torch.nn.Module):
+class SAGE(_BNStack):
     r"""OGB's GraphSAGE (mean aggregation) with BatchNorm on arxiv."""
-    def __init__(self, in_channels: int, hidden: int, out_channels: int,
-                 num_layers: int, dropout: float) -> None:
-        super().__init__()
-        dims = [in_channels] + [hidden] * (num_layers - 1) + [out_channels]
+    @staticmethod
+    def conv(in_channels: int, out_channels: int) -> torch.nn.Module:
         # `aggr='sum'` over a row-normalized adjacency is the mean.
-        self.convs = ModuleList([
-            SAGEConv(a, b, aggr='sum') for a, b in zip(dims, dims[1:])
-        ])
-        self.bns = ModuleList([BatchNorm1d(hidden)
-                               for _ in range(num_layers - 1)])
-        self.dropout = dropout
-
-    def reset_parameters(self) -> None:
-        for m in list(self.convs) + list(self.bns):
-            m.reset_parameters()
-
-    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
-        for conv, bn in zip(self.convs[:-1], self.bns):
-            x = F.relu(bn(conv(x, adj)))
-            x = F.dropout(x, self.dropout, self.training)
-        return self.convs[-1](x, adj)
+        return SAGEConv(in_channels, out_channels, aggr='sum')
 
     @torch.no_grad()
     def inference(self, x: Tensor, op: BlockedOperator, device,
