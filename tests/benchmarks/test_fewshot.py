@@ -1,26 +1,16 @@
-import importlib.util
 import json
 import os
 
 import numpy as np
 import pytest
 import torch
+from bench_loader import load_benchmark
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(
-        f'bench_{name}', os.path.join(ROOT, 'benchmarks', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_tiny_end_to_end(tmp_path):
     pytest.importorskip('sklearn')
-    fewshot = load_script('fewshot')
+    fewshot = load_benchmark('fewshot')
     out = str(tmp_path / 'fs')
     common = ['--episodes', '6', '--shot', '1', '--epochs', '5',
               '--no-progress']
@@ -51,7 +41,7 @@ def test_tiny_end_to_end(tmp_path):
 
 
 def test_user_features_pt(tmp_path):
-    fewshot = load_script('fewshot')
+    fewshot = load_benchmark('fewshot')
     g = torch.Generator().manual_seed(0)
     x = torch.randn(60, 5, generator=g) + torch.arange(6).repeat_interleave(
         10).view(-1, 1) * 3.0

@@ -1,22 +1,10 @@
-import importlib.util
 import json
 import os.path as osp
 
 import pytest
+from bench_loader import load_benchmark
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SCRIPT = osp.join(REPO, 'benchmarks', 'make_synthetic_ogb.py')
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location('make_synthetic_ogb',
-                                                  SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make = load_script()
+make = load_benchmark('make_synthetic_ogb')
 
 
 def test_cli_writes_layout(tmp_path, capsys):

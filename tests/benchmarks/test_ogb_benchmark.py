@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -7,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from bench_loader import load_benchmark
 
 pytest.importorskip('ogb')
 
@@ -18,14 +18,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SCRIPT = osp.join(REPO, 'benchmarks', 'ogb.py')
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location('ogb_benchmark', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = load_script()
+bench = load_benchmark('ogb')
 
 
 @pytest.fixture(scope='module')

@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import math
 import os
@@ -7,12 +6,9 @@ import stat
 import numpy as np
 import pytest
 import torch
+from bench_loader import load_benchmark
 
-_PATH = os.path.join(os.path.dirname(__file__), '..', '..', 'benchmarks',
-                     'planetoid.py')
-_spec = importlib.util.spec_from_file_location('bench_planetoid', _PATH)
-planetoid = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(planetoid)
+planetoid = load_benchmark('planetoid')
 
 SHARED = os.environ.get(
     'TGD_SHARED_DATA',

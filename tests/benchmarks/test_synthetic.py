@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import os
 
@@ -7,24 +6,15 @@ import torch
 
 from torch_geometric_diff.datasets import load_toy
 from torch_geometric_diff.metrics import distance_diameter_ratio
+from bench_loader import load_benchmark
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(
-        f'bench_{name}', os.path.join(ROOT, 'benchmarks', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_tiny_end_to_end(tmp_path):
     pytest.importorskip('matplotlib')
     pytest.importorskip('PIL')
     from PIL import Image
-    synthetic = load_script('synthetic')
+    synthetic = load_benchmark('synthetic')
     out = str(tmp_path / 'syn')
     argv = ['--out', out, '--datasets', 'two_moons', 'xor', '--seeds', '0',
             '--size-scale', '0.1', '--max-steps', '8', '--paper-epochs',
@@ -68,7 +58,7 @@ def test_tiny_end_to_end(tmp_path):
 
 
 def test_model_is_the_paper_model():
-    synthetic = load_script('synthetic')
+    synthetic = load_benchmark('synthetic')
     torch.manual_seed(0)
     model = synthetic.ToyDiffResNet(num_steps=3, step_size=1.0)
     x = torch.randn(6, 2)
