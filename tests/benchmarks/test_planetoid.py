@@ -1,7 +1,6 @@
 import json
 import math
 import os
-import stat
 
 import numpy as np
 import pytest
