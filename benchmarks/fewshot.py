@@ -24,7 +24,6 @@ import time
 from typing import Dict, List
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from torch_geometric_diff.fewshot import (
@@ -39,7 +38,11 @@ from torch_geometric_diff.fewshot import (
     save_features,
     simple_shot,
 )
-from torch_geometric_diff.utils import JSONLResults, environment_info
+from torch_geometric_diff.utils import (
+    JSONLResults,
+    environment_info,
+    num_threads,
+)
 
 METHODS = ('simpleshot', 'laplacianshot', 'residual', 'diffusion')
 LABELS = {
@@ -132,12 +135,8 @@ def make_methods(args, episode_seed: List[int]) -> Dict[str, callable]:
 
 def main(argv=None) -> List[dict]:
     args = parse_args(argv)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
+    with num_threads(args.threads):
         return run(args)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def run(args) -> List[dict]:

@@ -38,6 +38,7 @@ from torch.nn import Linear, Module
 from torch_geometric_diff import DiffConv
 from torch_geometric_diff.datasets import load_toy
 from torch_geometric_diff.metrics import diffusion_trajectory_metrics
+from torch_geometric_diff.utils import num_threads
 from torch_geometric_diff.transforms import GaussianKNNGraph
 from torch_geometric_diff.utils import JSONLResults, environment_info
 
@@ -183,12 +184,8 @@ def trajectory(data, num_steps: int, every: int):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
+    with num_threads(args.threads):
         return run(args)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def run(args) -> dict:
