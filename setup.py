@@ -8,6 +8,7 @@ install_requires = [
     'numpy',
     'scipy',
     'tqdm',
+    'ninja',  # builds the optional C++ CPU kernels on first use
 ]
 
 extras_require = {
@@ -31,6 +32,7 @@ setup(
     python_requires='>=3.9',
     packages=find_packages(include=['torch_geometric_diff',
                                     'torch_geometric_diff.*']),
+    package_data={'torch_geometric_diff': ['csrc/*.cpp']},
     install_requires=install_requires,
     extras_require=extras_require,
     classifiers=[

@@ -31,6 +31,8 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
+from torch_geometric_diff.nn.cpu_kernels import cpu_kernels
+
 __all__ = [
     'DiffusionOperator',
     'build_operator',
@@ -285,13 +287,18 @@ def dropout_mask(seed: int, step: int, shape: Tuple[int, ...], p: float,
     return keep.to(dtype) if out is None else out.copy_(keep)
 
 
+def _threshold(p: float, bits: int) -> int:
+    # t = -2^(b-1) + p 2^b, rounded to an even integer as in _keep.
+    return 2 * (-(1 << (bits - 2)) + round(p * (1 << (bits - 1))))
+
+
 def _keep(v: Tensor, p: float, bits: int) -> Tensor:
     r"""Maps uniform signed :obj:`bits`-bit integers :obj:`v` to ``1`` where
     :math:`v \geq t = -2^{b-1} + p \, 2^b` and ``0`` elsewhere, in place.
     As :math:`t` is even, :math:`v \geq t` iff :math:`(v \gg 1) - t/2 \geq 0`,
     which cannot overflow: four cheap integer ops instead of a comparison
     that produces :obj:`bool`."""
-    half_t = -(1 << (bits - 2)) + round(p * (1 << (bits - 1)))
+    half_t = _threshold(p, bits) // 2
     v >>= 1
     v -= half_t
     v >>= bits - 1
@@ -318,9 +325,21 @@ def _apply_steps(h: Tensor, M: Tensor, steps, p: float, seed: int,
     r"""Runs ``h <- M (m_k * h)`` over :obj:`steps` (or, with
     :obj:`transpose`, ``h <- m_k * (M h)``, the backward recursion), writing
     into two ping-pong buffers and one mask buffer: no allocation per step,
-    and the input :obj:`h` is never written. On CUDA the products allocate
+    and the input :obj:`h` is never written. On CPU, the C++ kernels of
+    :mod:`~torch_geometric_diff.nn.cpu_kernels` do the same in one pass per
+    step when they are available. On CUDA the products allocate
     from the caching allocator instead, since cuSPARSE would first scale an
     ``out=`` tensor by zero: two extra kernels per step."""
+    steps = list(steps)
+    if h.device.type == 'cpu' and steps and M.crow_indices().dtype == \
+            torch.int64 and h.dtype in (torch.float32, torch.float64):
+        ext = cpu_kernels()
+        if ext is not None:
+            bits = mask_bits(p) if p > 0 else 8
+            return ext.diffuse_steps(h.contiguous(), M.crow_indices(),
+                                     M.col_indices(), M.values(), steps,
+                                     transpose, p, bits,
+                                     _threshold(p, bits), seed)
     use_out = h.device.type != 'cuda'
     bufs = [torch.empty_like(h) for _ in range(2 if use_out else 1)]
     mask = torch.empty_like(h) if p > 0 else None

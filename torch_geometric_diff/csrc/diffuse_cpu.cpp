@@ -1,0 +1,238 @@
+// CPU kernels of the fused diffusion engine (torch_geometric_diff/nn/diffusion.py).
+//
+// diffuse_steps runs h <- M (m_k * h) over a list of steps (or, in the
+// backward direction, h <- m_k * (M h)), with M a CSR matrix. Each dropout
+// mask is the one of diffusion.dropout_mask, bit for bit: element e takes
+// `bits` bits of the SplitMix64 word mix(s_k + floor(e * bits / 64) * phi),
+// read as a signed integer, and is kept iff they are >= `threshold`. The mask
+// is applied to each output row while the row is still in cache, so a step
+// costs one pass over the state instead of a dozen (hash, compare, convert,
+// multiply, zero-fill, product).
+//
+// csr_mm is the plain CSR times dense product (no zero-fill of the output),
+// csr_t_mm the product with the transpose, without forming it.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
+
+inline uint64_t mix(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+// The per-step key s_k of diffusion.dropout_mask.
+inline uint64_t step_key(int64_t seed, int64_t step) {
+  return mix(static_cast<uint64_t>(seed) ^ mix(static_cast<uint64_t>(step + 1)));
+}
+
+template <int B> struct Lane;
+template <> struct Lane<8> { using type = int8_t; };
+template <> struct Lane<16> { using type = int16_t; };
+template <> struct Lane<32> { using type = int32_t; };
+
+// Multiplies row elements [e0, e0 + len) of the flattened state by their
+// keep bit (0 or 1): the row's words are hashed into a buffer, whose lanes
+// (little-endian, as torch's int64 -> intB view) are then compared and
+// applied in one vectorisable loop.
+template <int B, typename scalar_t>
+inline void mask_row_bits(scalar_t* out, int64_t e0, int64_t len,
+                          uint64_t key, int64_t threshold,
+                          std::vector<uint64_t>& buf) {
+  using lane_t = typename Lane<B>::type;
+  constexpr int64_t L = 64 / B;
+  const int64_t w0 = e0 / L, w1 = (e0 + len + L - 1) / L;
+  buf.resize(w1 - w0);
+  for (int64_t w = w0; w < w1; ++w)
+    buf[w - w0] = mix(key + static_cast<uint64_t>(w) * kGolden);
+  const lane_t* v = reinterpret_cast<const lane_t*>(buf.data()) + (e0 - w0 * L);
+  const lane_t t = static_cast<lane_t>(threshold);
+  for (int64_t j = 0; j < len; ++j)
+    out[j] = v[j] >= t ? out[j] : scalar_t(0);
+}
+
+template <typename scalar_t>
+inline void mask_row(scalar_t* out, int64_t e0, int64_t len, uint64_t key,
+                     int64_t bits, int64_t threshold) {
+  thread_local std::vector<uint64_t> buf;
+  if (bits == 8) mask_row_bits<8>(out, e0, len, key, threshold, buf);
+  else if (bits == 16) mask_row_bits<16>(out, e0, len, key, threshold, buf);
+  else mask_row_bits<32>(out, e0, len, key, threshold, buf);
+}
+
+template <typename scalar_t>
+inline void spmm_row(const int64_t* crow, const int64_t* col,
+                     const scalar_t* val, const scalar_t* h, scalar_t* o,
+                     int64_t i, int64_t F) {
+  const int64_t s = crow[i], t = crow[i + 1];
+  if (s == t) {
+    for (int64_t f = 0; f < F; ++f) o[f] = 0;
+    return;
+  }
+  {
+    const scalar_t w = val[s];
+    const scalar_t* x = h + col[s] * F;
+    for (int64_t f = 0; f < F; ++f) o[f] = w * x[f];
+  }
+  for (int64_t k = s + 1; k < t; ++k) {
+    const scalar_t w = val[k];
+    const scalar_t* x = h + col[k] * F;
+    for (int64_t f = 0; f < F; ++f) o[f] += w * x[f];
+  }
+}
+
+// Row blocks small enough that parallel_for overhead stays negligible.
+inline int64_t grain(int64_t F) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(F, 1)); }
+
+template <typename scalar_t>
+void csr_mm_impl(const at::Tensor& crow, const at::Tensor& col,
+                 const at::Tensor& val, const at::Tensor& h, at::Tensor& out) {
+  const int64_t n = crow.size(0) - 1, F = h.size(1);
+  const int64_t* cr = crow.data_ptr<int64_t>();
+  const int64_t* cl = col.data_ptr<int64_t>();
+  const scalar_t* v = val.data_ptr<scalar_t>();
+  const scalar_t* H = h.data_ptr<scalar_t>();
+  scalar_t* O = out.data_ptr<scalar_t>();
+  at::parallel_for(0, n, grain(F), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) spmm_row(cr, cl, v, H, O + i * F, i, F);
+  });
+}
+
+template <typename scalar_t>
+at::Tensor diffuse_impl(const at::Tensor& x, const at::Tensor& crow,
+                        const at::Tensor& col, const at::Tensor& val,
+                        const std::vector<int64_t>& steps, bool transpose,
+                        int64_t bits, int64_t threshold, int64_t seed,
+                        bool dropout) {
+  const int64_t n = x.size(0), F = x.size(1), K = steps.size();
+  const int64_t* cr = crow.data_ptr<int64_t>();
+  const int64_t* cl = col.data_ptr<int64_t>();
+  const scalar_t* v = val.data_ptr<scalar_t>();
+  at::Tensor bufs[2] = {at::empty_like(x), at::empty_like(x)};
+  const scalar_t* cur = x.data_ptr<scalar_t>();
+  int which = 0;
+  if (dropout && !transpose) {  // m_{steps[0]} * x into a buffer: x is read-only.
+    const uint64_t key = step_key(seed, steps[0]);
+    scalar_t* dst = bufs[1].data_ptr<scalar_t>();
+    const scalar_t* src = cur;
+    at::parallel_for(0, n, grain(F), [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        std::copy(src + i * F, src + (i + 1) * F, dst + i * F);
+        mask_row(dst + i * F, i * F, F, key, bits, threshold);
+      }
+    });
+    cur = dst;
+  }
+  for (int64_t j = 0; j < K; ++j) {
+    scalar_t* dst = bufs[which].data_ptr<scalar_t>();
+    // Forward: the mask of the next step; backward: this step's mask.
+    const bool masked = dropout && (transpose || j + 1 < K);
+    const uint64_t key =
+        masked ? step_key(seed, transpose ? steps[j] : steps[j + 1]) : 0;
+    const scalar_t* src = cur;
+    at::parallel_for(0, n, grain(F), [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        spmm_row(cr, cl, v, src, dst + i * F, i, F);
+        if (masked) mask_row(dst + i * F, i * F, F, key, bits, threshold);
+      }
+    });
+    cur = dst;
+    which ^= 1;
+  }
+  return bufs[which ^ 1];
+}
+
+// out = A^T h without forming A^T: every row of h is scattered into the rows
+// of out named by its row of A. Threads own disjoint column slices of out.
+template <typename scalar_t>
+void csr_t_mm_impl(const at::Tensor& crow, const at::Tensor& col,
+                   const at::Tensor& val, const at::Tensor& h, at::Tensor& out) {
+  const int64_t n = crow.size(0) - 1, F = h.size(1);
+  const int64_t* cr = crow.data_ptr<int64_t>();
+  const int64_t* cl = col.data_ptr<int64_t>();
+  const scalar_t* v = val.data_ptr<scalar_t>();
+  const scalar_t* H = h.data_ptr<scalar_t>();
+  scalar_t* O = out.data_ptr<scalar_t>();
+  at::parallel_for(0, F, 64, [&](int64_t f0, int64_t f1) {
+    for (int64_t i = 0; i < n; ++i) {
+      const scalar_t* x = H + i * F;
+      for (int64_t k = cr[i]; k < cr[i + 1]; ++k) {
+        const scalar_t w = v[k];
+        scalar_t* o = O + cl[k] * F;
+        for (int64_t f = f0; f < f1; ++f) o[f] += w * x[f];
+      }
+    }
+  });
+}
+
+void check(const at::Tensor& x, const at::Tensor& crow, const at::Tensor& col,
+           const at::Tensor& val) {
+  TORCH_CHECK(x.device().is_cpu() && x.dim() == 2 && x.is_contiguous(),
+              "x must be a contiguous 2-D CPU tensor");
+  TORCH_CHECK(crow.scalar_type() == at::kLong && col.scalar_type() == at::kLong,
+              "CSR indices must be int64");
+  TORCH_CHECK(crow.is_contiguous() && col.is_contiguous() && val.is_contiguous(),
+              "CSR tensors must be contiguous");
+  TORCH_CHECK(val.scalar_type() == x.scalar_type(),
+              "values and x must have the same dtype");
+  TORCH_CHECK(crow.size(0) == x.size(0) + 1, "crow must have N + 1 entries");
+}
+
+}  // namespace
+
+at::Tensor diffuse_steps(at::Tensor x, at::Tensor crow, at::Tensor col,
+                         at::Tensor val, std::vector<int64_t> steps,
+                         bool transpose, double p, int64_t bits,
+                         int64_t threshold, int64_t seed) {
+  check(x, crow, col, val);
+  TORCH_CHECK(!steps.empty(), "steps must not be empty");
+  TORCH_CHECK(bits == 8 || bits == 16 || bits == 32, "bits must be 8, 16 or 32");
+  at::Tensor out;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "diffuse_steps", [&] {
+    out = diffuse_impl<scalar_t>(x, crow, col, val, steps, transpose, bits,
+                                 threshold, seed, p > 0);
+  });
+  return out;
+}
+
+at::Tensor csr_mm(at::Tensor crow, at::Tensor col, at::Tensor val, at::Tensor h) {
+  TORCH_CHECK(h.device().is_cpu() && h.dim() == 2 && h.is_contiguous(),
+              "h must be a contiguous 2-D CPU tensor");
+  TORCH_CHECK(crow.scalar_type() == at::kLong && col.scalar_type() == at::kLong,
+              "CSR indices must be int64");
+  TORCH_CHECK(val.scalar_type() == h.scalar_type(),
+              "values and h must have the same dtype");
+  at::Tensor out = at::empty({crow.size(0) - 1, h.size(1)}, h.options());
+  AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "csr_mm", [&] {
+    csr_mm_impl<scalar_t>(crow, col, val, h, out);
+  });
+  return out;
+}
+
+at::Tensor csr_t_mm(at::Tensor crow, at::Tensor col, at::Tensor val,
+                    at::Tensor h, int64_t num_cols) {
+  TORCH_CHECK(h.device().is_cpu() && h.dim() == 2 && h.is_contiguous(),
+              "h must be a contiguous 2-D CPU tensor");
+  TORCH_CHECK(crow.scalar_type() == at::kLong && col.scalar_type() == at::kLong,
+              "CSR indices must be int64");
+  TORCH_CHECK(val.scalar_type() == h.scalar_type(),
+              "values and h must have the same dtype");
+  TORCH_CHECK(crow.size(0) == h.size(0) + 1, "crow must have rows(h) + 1 entries");
+  at::Tensor out = at::zeros({num_cols, h.size(1)}, h.options());
+  AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "csr_t_mm", [&] {
+    csr_t_mm_impl<scalar_t>(crow, col, val, h, out);
+  });
+  return out;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("diffuse_steps", &diffuse_steps, "Fused masked diffusion steps (CPU)");
+  m.def("csr_mm", &csr_mm, "CSR times dense (CPU)");
+  m.def("csr_t_mm", &csr_t_mm, "CSR transposed times dense (CPU)");
+}
