@@ -5,6 +5,8 @@ Compared, on the same graph, device and settings:
 
 * ``diffresnet``: :class:`torch_geometric_diff.DiffResNetGNN` (fused engine,
   cached operator, sparse input features where the data is sparse);
+* ``diffresnet-torch``: the same fused engine on PyTorch operators only
+  (``TGD_DISABLE_CPP=1``: no C++ CPU kernels; identical on CUDA);
 * ``diffresnet-plain``: the same model with ``engine='autograd'``;
 * ``official``: a literal re-implementation of the official code
   (``x - step * torch.matmul(diagonal - adj, x)`` with a sparse subtraction
@@ -20,6 +22,7 @@ Example::
         --root ../shared/data --out results/speed
 """
 import argparse
+import contextlib
 import datetime
 import gc
 import json
@@ -41,7 +44,8 @@ from torch_geometric.utils import to_undirected
 from torch_geometric_diff import DiffConv, DiffResNetGNN
 from torch_geometric_diff.utils import environment_info
 
-MODELS = ['diffresnet', 'diffresnet-plain', 'official', 'appnp', 'gcn']
+MODELS = ['diffresnet', 'diffresnet-torch', 'diffresnet-plain', 'official',
+          'appnp', 'gcn']
 
 
 # Graphs ######################################################################
@@ -174,8 +178,8 @@ def build(model: str, g: Dict, k: int, args) -> Tuple[torch.nn.Module,
                                                      Callable[[], Tensor]]:
     f, c = g['x'].size(1), g['num_classes']
     n = g['x'].size(0)
-    if model in ('diffresnet', 'diffresnet-plain'):
-        engine = 'fused' if model == 'diffresnet' else 'autograd'
+    if model.startswith('diffresnet'):
+        engine = 'autograd' if model == 'diffresnet-plain' else 'fused'
         m = DiffResNetGNN(f, c, num_steps=k, step_size=args.step_size,
                           dropout=args.dropout, cached=True, engine=engine)
         x, ei = g['x_in'], g['edge_index']
@@ -199,6 +203,22 @@ def build(model: str, g: Dict, k: int, args) -> Tuple[torch.nn.Module,
 # Measurement #################################################################
 
 
+@contextlib.contextmanager
+def kernels_for(model: str):
+    r"""Disables the C++ CPU kernels while :obj:`model` is
+    ``diffresnet-torch`` (forward and backward)."""
+    old = os.environ.get('TGD_DISABLE_CPP')
+    if model == 'diffresnet-torch':
+        os.environ['TGD_DISABLE_CPP'] = '1'
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop('TGD_DISABLE_CPP', None)
+        else:
+            os.environ['TGD_DISABLE_CPP'] = old
+
+
 def sync(device: torch.device) -> None:
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
@@ -214,6 +234,12 @@ def timed(fn: Callable, device: torch.device) -> float:
 
 def time_model(model_name: str, g: Dict, k: int, args,
                device: torch.device) -> Dict:
+    with kernels_for(model_name):
+        return _time_model(model_name, g, k, args, device)
+
+
+def _time_model(model_name: str, g: Dict, k: int, args,
+                device: torch.device) -> Dict:
     torch.manual_seed(args.seed)
     model, forward = build(model_name, g, k, args)
     model = model.to(device)
@@ -382,16 +408,22 @@ def memory_probe(args) -> None:
         if model == 'gcn':
             continue
         for k in args.mem_steps:
-            out[f'{model}@{k}'] = peak_memory(model, g, k, args, device)
+            with kernels_for(model):
+                out[f'{model}@{k}'] = peak_memory(model, g, k, args, device)
     print('PROBE ' + json.dumps(out), flush=True)
 
 
 def run_memory(graph: str, args) -> Dict[str, float]:
     if torch.device(args.device).type == 'cuda':
         g = load_graph(graph, args.root, torch.device(args.device), args.seed)
-        return {f'{m}@{k}': peak_memory(m, g, k, args,
-                                        torch.device(args.device))
-                for m in args.models if m != 'gcn' for k in args.mem_steps}
+        out = {}
+        for m in args.models:
+            for k in args.mem_steps:
+                if m != 'gcn':
+                    with kernels_for(m):
+                        out[f'{m}@{k}'] = peak_memory(
+                            m, g, k, args, torch.device(args.device))
+        return out
     cmd = [sys.executable, os.path.abspath(__file__), '--memory-probe',
            '--graphs', graph, '--device', args.device, '--models',
            *args.models, '--mem-steps', *map(str, args.mem_steps),
