@@ -13,6 +13,8 @@ first case. :func:`cpu_kernels` returns the loaded module or :obj:`None`.
 """
 import logging
 import os
+import shutil
+import sys
 from types import ModuleType
 from typing import Optional
 
@@ -32,6 +34,20 @@ def _has_avx2() -> bool:
     return ' avx2' in flags and ' fma' in flags
 
 
+def _ninja_on_path() -> None:
+    # pip puts the `ninja` wheel's binary next to the interpreter, which is
+    # not on PATH when a virtual environment is used without activating it.
+    if shutil.which('ninja') is None:
+        dirs = [os.path.dirname(sys.executable)]
+        try:
+            import ninja
+            dirs.append(ninja.BIN_DIR)
+        except (ImportError, AttributeError):
+            pass
+        os.environ['PATH'] = os.pathsep.join(
+            dirs + [os.environ.get('PATH', '')])
+
+
 def enabled() -> bool:
     r"""Whether the environment allows the C++ kernels
     (``TGD_DISABLE_CPP`` unset or ``0``)."""
@@ -47,6 +63,7 @@ def cpu_kernels() -> Optional[ModuleType]:
         _STATE['loaded'] = True
         try:
             from torch.utils.cpp_extension import load
+            _ninja_on_path()
             flags = ['-O3']
             name = 'tgd_diffuse_cpu'
             if _has_avx2():  # The name keys the build cache by target.
