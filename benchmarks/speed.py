@@ -42,6 +42,7 @@ from torch_geometric.nn import APPNP, GCNConv
 from torch_geometric.utils import to_undirected
 
 from torch_geometric_diff import DiffConv, DiffResNetGNN
+from torch_geometric_diff.nn.models.diff_resnet import sparse_linear
 from torch_geometric_diff.utils import environment_info
 
 MODELS = ['diffresnet', 'diffresnet-torch', 'diffresnet-plain', 'official',
@@ -169,9 +170,8 @@ class GCN2(torch.nn.Module):
 
 
 def _linear(x: Tensor, lin: torch.nn.Linear) -> Tensor:
-    if x.layout == torch.strided:
-        return lin(x)
-    return torch.sparse.mm(x, lin.weight.t()) + lin.bias
+    # The first layer of DiffResNetGNN (C++ CSR kernels on CPU where built).
+    return sparse_linear(x, lin)
 
 
 def build(model: str, g: Dict, k: int, args) -> Tuple[torch.nn.Module,
