@@ -83,6 +83,11 @@ def test_csr_products_against_dense(dtype):
     idx = (s.crow_indices(), s.col_indices(), s.values())
     assert torch.allclose(ext.csr_mm(*idx, h), a @ h, atol=1e-6)
     assert torch.allclose(ext.csr_t_mm(*idx, g, 6), a.t() @ g, atol=1e-6)
+    with pytest.raises(RuntimeError, match='out of range'):
+        ext.csr_mm(*idx, h[:3])
+    with pytest.raises(RuntimeError, match='same dtype'):
+        ext.csr_mm(*idx, h.to(torch.float16 if dtype == torch.float32
+                              else torch.float32))
 
 
 @requires_ext

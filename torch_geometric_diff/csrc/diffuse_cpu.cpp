@@ -87,20 +87,30 @@ inline void spmm_row(const int64_t* crow, const int64_t* col,
   }
 }
 
+// Raw pointers of a CSR matrix with int64 indices.
+template <typename scalar_t>
+struct CSR {
+  int64_t n;  // rows
+  const int64_t* cr;
+  const int64_t* cl;
+  const scalar_t* v;
+  CSR(const at::Tensor& crow, const at::Tensor& col, const at::Tensor& val)
+      : n(crow.size(0) - 1), cr(crow.data_ptr<int64_t>()),
+        cl(col.data_ptr<int64_t>()), v(val.data_ptr<scalar_t>()) {}
+};
+
 // Row blocks small enough that parallel_for overhead stays negligible.
 inline int64_t grain(int64_t F) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(F, 1)); }
 
 template <typename scalar_t>
 void csr_mm_impl(const at::Tensor& crow, const at::Tensor& col,
                  const at::Tensor& val, const at::Tensor& h, at::Tensor& out) {
-  const int64_t n = crow.size(0) - 1, F = h.size(1);
-  const int64_t* cr = crow.data_ptr<int64_t>();
-  const int64_t* cl = col.data_ptr<int64_t>();
-  const scalar_t* v = val.data_ptr<scalar_t>();
+  const CSR<scalar_t> a(crow, col, val);
+  const int64_t F = h.size(1);
   const scalar_t* H = h.data_ptr<scalar_t>();
   scalar_t* O = out.data_ptr<scalar_t>();
-  at::parallel_for(0, n, grain(F), [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) spmm_row(cr, cl, v, H, O + i * F, i, F);
+  at::parallel_for(0, a.n, grain(F), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) spmm_row(a.cr, a.cl, a.v, H, O + i * F, i, F);
   });
 }
 
@@ -110,10 +120,8 @@ at::Tensor diffuse_impl(const at::Tensor& x, const at::Tensor& crow,
                         const std::vector<int64_t>& steps, bool transpose,
                         int64_t bits, int64_t threshold, int64_t seed,
                         bool dropout) {
-  const int64_t n = x.size(0), F = x.size(1), K = steps.size();
-  const int64_t* cr = crow.data_ptr<int64_t>();
-  const int64_t* cl = col.data_ptr<int64_t>();
-  const scalar_t* v = val.data_ptr<scalar_t>();
+  const CSR<scalar_t> a(crow, col, val);
+  const int64_t n = a.n, F = x.size(1), K = steps.size();
   at::Tensor bufs[2] = {at::empty_like(x), at::empty_like(x)};
   const scalar_t* cur = x.data_ptr<scalar_t>();
   int which = 0;
@@ -138,7 +146,7 @@ at::Tensor diffuse_impl(const at::Tensor& x, const at::Tensor& crow,
     const scalar_t* src = cur;
     at::parallel_for(0, n, grain(F), [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
-        spmm_row(cr, cl, v, src, dst + i * F, i, F);
+        spmm_row(a.cr, a.cl, a.v, src, dst + i * F, i, F);
         if (masked) mask_row(dst + i * F, i * F, F, key, bits, threshold);
       }
     });
@@ -153,35 +161,39 @@ at::Tensor diffuse_impl(const at::Tensor& x, const at::Tensor& crow,
 template <typename scalar_t>
 void csr_t_mm_impl(const at::Tensor& crow, const at::Tensor& col,
                    const at::Tensor& val, const at::Tensor& h, at::Tensor& out) {
-  const int64_t n = crow.size(0) - 1, F = h.size(1);
-  const int64_t* cr = crow.data_ptr<int64_t>();
-  const int64_t* cl = col.data_ptr<int64_t>();
-  const scalar_t* v = val.data_ptr<scalar_t>();
+  const CSR<scalar_t> a(crow, col, val);
+  const int64_t F = h.size(1);
   const scalar_t* H = h.data_ptr<scalar_t>();
   scalar_t* O = out.data_ptr<scalar_t>();
   at::parallel_for(0, F, 64, [&](int64_t f0, int64_t f1) {
-    for (int64_t i = 0; i < n; ++i) {
+    for (int64_t i = 0; i < a.n; ++i) {
       const scalar_t* x = H + i * F;
-      for (int64_t k = cr[i]; k < cr[i + 1]; ++k) {
-        const scalar_t w = v[k];
-        scalar_t* o = O + cl[k] * F;
+      for (int64_t k = a.cr[i]; k < a.cr[i + 1]; ++k) {
+        const scalar_t w = a.v[k];
+        scalar_t* o = O + a.cl[k] * F;
         for (int64_t f = f0; f < f1; ++f) o[f] += w * x[f];
       }
     }
   });
 }
 
-void check(const at::Tensor& x, const at::Tensor& crow, const at::Tensor& col,
-           const at::Tensor& val) {
-  TORCH_CHECK(x.device().is_cpu() && x.dim() == 2 && x.is_contiguous(),
-              "x must be a contiguous 2-D CPU tensor");
+// Checks the CSR arrays against the dense operand h, whose rows the column
+// indices address (cols: the number of columns of the matrix).
+void check(const at::Tensor& crow, const at::Tensor& col,
+           const at::Tensor& val, const at::Tensor& h, int64_t cols) {
+  TORCH_CHECK(h.device().is_cpu() && h.dim() == 2 && h.is_contiguous(),
+              "the dense operand must be a contiguous 2-D CPU tensor");
   TORCH_CHECK(crow.scalar_type() == at::kLong && col.scalar_type() == at::kLong,
               "CSR indices must be int64");
   TORCH_CHECK(crow.is_contiguous() && col.is_contiguous() && val.is_contiguous(),
               "CSR tensors must be contiguous");
-  TORCH_CHECK(val.scalar_type() == x.scalar_type(),
-              "values and x must have the same dtype");
-  TORCH_CHECK(crow.size(0) == x.size(0) + 1, "crow must have N + 1 entries");
+  TORCH_CHECK(val.scalar_type() == h.scalar_type(),
+              "CSR values and the dense operand must have the same dtype");
+  TORCH_CHECK(crow.dim() == 1 && crow.size(0) >= 1 && col.numel() == val.numel() &&
+              crow[-1].item<int64_t>() == col.numel(), "malformed CSR arrays");
+  TORCH_CHECK(col.numel() == 0 || (col.min().item<int64_t>() >= 0 &&
+                                   col.max().item<int64_t>() < cols),
+              "CSR column index out of range");
 }
 
 }  // namespace
@@ -190,7 +202,8 @@ at::Tensor diffuse_steps(at::Tensor x, at::Tensor crow, at::Tensor col,
                          at::Tensor val, std::vector<int64_t> steps,
                          bool transpose, double p, int64_t bits,
                          int64_t threshold, int64_t seed) {
-  check(x, crow, col, val);
+  check(crow, col, val, x, x.size(0));
+  TORCH_CHECK(crow.size(0) == x.size(0) + 1, "crow must have N + 1 entries");
   TORCH_CHECK(!steps.empty(), "steps must not be empty");
   TORCH_CHECK(bits == 8 || bits == 16 || bits == 32, "bits must be 8, 16 or 32");
   at::Tensor out;
@@ -202,12 +215,7 @@ at::Tensor diffuse_steps(at::Tensor x, at::Tensor crow, at::Tensor col,
 }
 
 at::Tensor csr_mm(at::Tensor crow, at::Tensor col, at::Tensor val, at::Tensor h) {
-  TORCH_CHECK(h.device().is_cpu() && h.dim() == 2 && h.is_contiguous(),
-              "h must be a contiguous 2-D CPU tensor");
-  TORCH_CHECK(crow.scalar_type() == at::kLong && col.scalar_type() == at::kLong,
-              "CSR indices must be int64");
-  TORCH_CHECK(val.scalar_type() == h.scalar_type(),
-              "values and h must have the same dtype");
+  check(crow, col, val, h, h.size(0));
   at::Tensor out = at::empty({crow.size(0) - 1, h.size(1)}, h.options());
   AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "csr_mm", [&] {
     csr_mm_impl<scalar_t>(crow, col, val, h, out);
@@ -217,12 +225,7 @@ at::Tensor csr_mm(at::Tensor crow, at::Tensor col, at::Tensor val, at::Tensor h)
 
 at::Tensor csr_t_mm(at::Tensor crow, at::Tensor col, at::Tensor val,
                     at::Tensor h, int64_t num_cols) {
-  TORCH_CHECK(h.device().is_cpu() && h.dim() == 2 && h.is_contiguous(),
-              "h must be a contiguous 2-D CPU tensor");
-  TORCH_CHECK(crow.scalar_type() == at::kLong && col.scalar_type() == at::kLong,
-              "CSR indices must be int64");
-  TORCH_CHECK(val.scalar_type() == h.scalar_type(),
-              "values and h must have the same dtype");
+  check(crow, col, val, h, num_cols);
   TORCH_CHECK(crow.size(0) == h.size(0) + 1, "crow must have rows(h) + 1 entries");
   at::Tensor out = at::zeros({num_cols, h.size(1)}, h.options());
   AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "csr_t_mm", [&] {
