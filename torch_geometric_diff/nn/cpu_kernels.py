@@ -9,7 +9,8 @@ dropout masks bit for bit, in one pass over the node states per step.
 
 Where they cannot be built, or with ``TGD_DISABLE_CPP=1`` in the environment,
 the engine falls back to PyTorch operators, with a one-time warning in the
-first case. :func:`cpu_kernels` returns the loaded module or :obj:`None`.
+first case. :func:`cpu_kernels` returns the loaded module or :obj:`None`;
+:func:`cpu_kernels_loaded` says whether it is loaded, without building it.
 """
 import logging
 import os
@@ -52,6 +53,12 @@ def enabled() -> bool:
     r"""Whether the environment allows the C++ kernels
     (``TGD_DISABLE_CPP`` unset or ``0``)."""
     return os.environ.get('TGD_DISABLE_CPP', '0') in ('', '0')
+
+
+def cpu_kernels_loaded() -> bool:
+    r"""Whether the kernels have been built and loaded in this process
+    (without building them)."""
+    return _STATE['module'] is not None
 
 
 def cpu_kernels() -> Optional[ModuleType]:

@@ -85,6 +85,7 @@ def environment_info(device: Optional[str] = None) -> Dict[str, Any]:
     import torch_geometric
 
     import torch_geometric_diff
+    from torch_geometric_diff.nn.cpu_kernels import cpu_kernels_loaded
     info: Dict[str, Any] = {
         'python': platform.python_version(),
         'torch': torch.__version__,
@@ -92,6 +93,8 @@ def environment_info(device: Optional[str] = None) -> Dict[str, Any]:
         'torch_geometric_diff': torch_geometric_diff.__version__,
         'cpu': platform.processor() or platform.machine(),
         'num_threads': torch.get_num_threads(),
+        # Whether this process ran the C++ CPU kernels (built and loaded).
+        'cpp_kernels': cpu_kernels_loaded(),
     }
     if device is not None and str(device).startswith('cuda'):
         info['gpu'] = torch.cuda.get_device_name(torch.device(device))
