@@ -25,13 +25,16 @@ class _CSRLinear(torch.autograd.Function):
                 weight: Tensor) -> Tensor:
         ctx.save_for_backward(crow, col, val)
         ctx.in_channels = weight.size(1)
-        return cpu_kernels().csr_mm(crow, col, val, weight.t().contiguous())
+        ctx.ext = cpu_kernels()  # the same kernels in the backward pass
+        return ctx.ext.csr_mm(crow, col, val, weight.t().contiguous())
 
     @staticmethod
     def backward(ctx, grad: Tensor):
+        if not ctx.needs_input_grad[3]:
+            return None, None, None, None
         crow, col, val = ctx.saved_tensors
-        grad_w = cpu_kernels().csr_t_mm(crow, col, val, grad.contiguous(),
-                                        ctx.in_channels)
+        grad_w = ctx.ext.csr_t_mm(crow, col, val, grad.contiguous(),
+                                  ctx.in_channels)
         return None, None, None, grad_w.t()
 
 
