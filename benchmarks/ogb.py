@@ -253,25 +253,27 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
 
     @staticmethod
-    def current_rss_mib() -> float:
+    def _status_mib(field: str) -> Optional[float]:
+        # One field of /proc/self/status in MiB, or None where unavailable.
         try:
             with open('/proc/self/status') as f:
                 for line in f:
-                    if line.startswith('VmRSS:'):
+                    if line.startswith(field + ':'):
                         return int(line.split()[1]) / 1024
         except OSError:
             pass
-        return 0.0
+        return None
+
+    @classmethod
+    def current_rss_mib(cls) -> float:
+        rss = cls._status_mib('VmRSS')
+        return 0.0 if rss is None else rss
 
     def rss_mib(self) -> float:
-        try:
-            with open('/proc/self/status') as f:
-                for line in f:
-                    if line.startswith('VmHWM:'):
-                        return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        hwm = self._status_mib('VmHWM')
+        if hwm is None:
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return hwm
 
     def gpu_mib(self) -> Optional[float]:
         if self.device.type != 'cuda':

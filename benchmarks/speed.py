@@ -147,7 +147,7 @@ class ResAPPNP(torch.nn.Module):
         self.dropout = dropout
 
     def forward(self, x: Tensor, edge_index) -> Tensor:
-        h = F.relu(_linear(x, self.lin))
+        h = F.relu(sparse_linear(x, self.lin))
         h = h + (x.to_dense() if x.layout != torch.strided else x)
         h = F.dropout(h, self.dropout, training=self.training)
         return self.out(self.prop(h, edge_index))
@@ -167,11 +167,6 @@ class GCN2(torch.nn.Module):
         x = F.relu(self.conv1(x, edge_index))
         x = F.dropout(x, self.dropout, training=self.training)
         return self.conv2(x, edge_index)
-
-
-def _linear(x: Tensor, lin: torch.nn.Linear) -> Tensor:
-    # The first layer of DiffResNetGNN (C++ CSR kernels on CPU where built).
-    return sparse_linear(x, lin)
 
 
 def build(model: str, g: Dict, k: int, args) -> Tuple[torch.nn.Module,
@@ -293,7 +288,7 @@ def time_propagation(g: Dict, k: int, args, device: torch.device) -> Dict:
 
     def linear_step(inp: Tensor) -> None:
         lin.zero_grad()
-        _linear(inp, lin).sum().backward()
+        sparse_linear(inp, lin).sum().backward()
 
     res['linear_dense'], res['linear_input'] = [], []
     for rep in range(args.warmup + args.repeats):
