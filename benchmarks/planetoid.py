@@ -17,6 +17,9 @@ Examples::
         --root DIR --out grid.jsonl
     python benchmarks/planetoid.py --summary cora.jsonl grid.jsonl
 
+Two processes (or machines) share one protocol with ``--shard 0/2`` and
+``--shard 1/2``, each writing its own ``--out``; ``--summary`` reads both.
+
 Every finished run is one line of ``--out`` (flushed and fsync-ed); rerunning
 the same command skips the finished runs. ``--summary`` prints mean ± std,
 the 95% CI and paired tests of diffresnet against every baseline, and writes
@@ -667,6 +670,21 @@ def _parse_value(key: str, value: str) -> Any:
     return float(value)
 
 
+def parse_shard(text: Optional[str]) -> Tuple[int, int]:
+    r"""Parses :obj:`--shard I/N` into :obj:`(I, N)`; :obj:`None` is
+    :obj:`(0, 1)`."""
+    if text is None:
+        return 0, 1
+    try:
+        i, n = (int(v) for v in text.split('/'))
+    except ValueError:
+        i, n = -1, 0
+    if not 0 <= i < n:
+        raise ValueError(f"--shard '{text}': expected I/N with 0 <= I < N, "
+                         f"e.g. 0/2 and 1/2 for two processes")
+    return i, n
+
+
 def _canonical(name: str, choices: Iterable[str], what: str) -> str:
     key = name.lower().replace('_', '-')
     key = {'geomgcn': 'geom-gcn'}.get(key, key)
@@ -707,6 +725,10 @@ def get_parser() -> argparse.ArgumentParser:
                    help='sweep: every combination is run; --summary selects '
                    'per dataset x model by validation accuracy only. Keys: ' +
                    ', '.join(HPARAMS))
+    p.add_argument('--shard', default=None, metavar='I/N',
+                   help='run only the splits s with s %% N == I, so that N '
+                   'processes (each with its own --out) share one protocol; '
+                   '--summary merges their files')
     p.add_argument('--batch-inits', action='store_true',
                    help='train the inits of one split together (diffresnet)')
     p.add_argument('--root', default='data',
@@ -763,6 +785,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     if args.hidden is not None:
         overrides['hidden'] = hidden
     grid = parse_grid(args.grid)
+    shard, num_shards = parse_shard(args.shard)
     device = torch.device(args.device)
     env = environment_info(str(device))
     results = JSONLResults(args.out, KEY_FIELDS)
@@ -776,6 +799,9 @@ def run_benchmark(args: argparse.Namespace) -> int:
                               args.offline)
         g = preprocess(ds[0], spec, protocol, num_splits, args.inits,
                        args.seed)
+        # Seeds are drawn for all splits first, so a shard's splits are
+        # those of the unsharded run.
+        g.splits = [s for s in g.splits if s.split % num_shards == shard]
         configs = []
         for model in models:
             seen = set()

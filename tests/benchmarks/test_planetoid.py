@@ -94,6 +94,32 @@ def test_batch_inits_cli(data_copy, tmp_path):
                                                               (1, 0), (1, 1)]
 
 
+def test_shards_partition_the_splits(data_copy, tmp_path, capsys):
+    root = os.path.dirname(data_copy('Planetoid'))
+
+    def run(name, *extra):
+        out = str(tmp_path / name)
+        args = _cli(root, out, '--model', 'gcn', *extra)
+        args[args.index('--splits') + 1] = '3'
+        args[args.index('--inits') + 1] = '1'
+        assert planetoid.main(args) == 0
+        return {(r['split'], r['split_seed'], r['init_seed']): r['test_acc']
+                for r in _lines(out)}
+
+    full = run('full.jsonl')
+    shard0 = run('s0.jsonl', '--shard', '0/2')
+    shard1 = run('s1.jsonl', '--shard', '1/2')
+    assert sorted(k[0] for k in shard0) == [0, 2]
+    assert sorted(k[0] for k in shard1) == [1]
+    # Same splits, seeds and (deterministic CPU training) results.
+    assert {**shard0, **shard1} == full
+
+    for bad in ('2/2', '1', 'a/b', '-1/2'):
+        assert planetoid.main(_cli(root, str(tmp_path / 'x.jsonl'),
+                                   f'--shard={bad}')) == 2
+        assert '--shard' in capsys.readouterr().err
+
+
 def test_offline_missing_data_message(tmp_path, capsys):
     out = str(tmp_path / 'x.jsonl')
     code = planetoid.main(_cli(str(tmp_path / 'empty'), out, '--model',
