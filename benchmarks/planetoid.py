@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from torch_geometric_diff.nn.cpu_kernels import cpu_kernels_loaded
 from torch_geometric_diff.utils import (
     EarlyStopping,
     JSONLResults,
@@ -846,9 +847,11 @@ def run_benchmark(args: argparse.Namespace) -> int:
 
                 def write(rec: Dict[str, Any], res: Dict[str, Any],
                           batched: int):
+                    # The kernels are built on first use, after `env` was
+                    # taken: record whether this run had them.
                     line = {**rec, **res, 'batched': batched,
                             'num_nodes': g.num_nodes, 'device': str(device),
-                            **env}
+                            **env, 'cpp_kernels': cpu_kernels_loaded()}
                     results.append(line)
                     bar.set_postfix_str(f'{spec.name}/{model} split '
                                         f'{split.split} test '

@@ -7,6 +7,8 @@ import pytest
 import torch
 from bench_loader import load_benchmark
 
+from torch_geometric_diff.nn.cpu_kernels import cpu_kernels_loaded
+
 planetoid = load_benchmark('planetoid')
 
 SHARED = os.environ.get(
@@ -47,6 +49,8 @@ def test_cli_end_to_end_and_resume(data_copy, tmp_path, capsys):
         assert 0.0 <= r['val_acc'] <= 1.0 and 0.0 <= r['test_acc'] <= 1.0
         assert r['epochs'] == 3 and r['hparams']['max_epochs'] == 3
     dr = [r for r in lines if r['model'] == 'diffresnet']
+    # Recorded per run, after the kernels were (or were not) built.
+    assert all(r['cpp_kernels'] == cpu_kernels_loaded() for r in dr)
     assert dr[0]['hparams']['hidden'] == 16
     assert dr[0]['hparams']['num_steps'] == 2
     # Splits and init seeds are those of the official code (master seed 42).
