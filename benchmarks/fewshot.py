@@ -147,7 +147,6 @@ def run(args) -> List[dict]:
     config = dict(k=args.k, sigma_k=args.sigma_k, num_steps=args.num_steps,
                   step_size=args.step_size, epochs=args.epochs, lr=args.lr,
                   shift=not args.no_shift, lam=args.lam, knn=args.knn)
-    env = environment_info()
     rows = []
     for name, fs in load_sets(args).items():
         for shot in args.shot:
@@ -176,7 +175,8 @@ def run(args) -> List[dict]:
                 for m in todo:
                     mean, ci = mean_confidence_interval(acc[m])
                     rec = {**key, 'method': m, 'acc': mean, 'ci95': ci,
-                           'seconds_all_methods': seconds, 'env': env}
+                           'seconds_all_methods': seconds,
+                           'env': environment_info()}
                     if 'simpleshot' in acc and m != 'simpleshot':
                         d_mean, d_ci = mean_confidence_interval(
                             acc[m] - acc['simpleshot'])

@@ -45,7 +45,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torch_geometric_diff.nn.cpu_kernels import cpu_kernels_loaded
 from torch_geometric_diff.utils import (
     EarlyStopping,
     JSONLResults,
@@ -788,7 +787,6 @@ def run_benchmark(args: argparse.Namespace) -> int:
     grid = parse_grid(args.grid)
     shard, num_shards = parse_shard(args.shard)
     device = torch.device(args.device)
-    env = environment_info(str(device))
     results = JSONLResults(args.out, KEY_FIELDS)
 
     # Load everything first: missing data fails before any training.
@@ -847,11 +845,10 @@ def run_benchmark(args: argparse.Namespace) -> int:
 
                 def write(rec: Dict[str, Any], res: Dict[str, Any],
                           batched: int):
-                    # The kernels are built on first use, after `env` was
-                    # taken: record whether this run had them.
+                    # Taken per run: the C++ kernels are built on first use.
                     line = {**rec, **res, 'batched': batched,
                             'num_nodes': g.num_nodes, 'device': str(device),
-                            **env, 'cpp_kernels': cpu_kernels_loaded()}
+                            **environment_info(str(device))}
                     results.append(line)
                     bar.set_postfix_str(f'{spec.name}/{model} split '
                                         f'{split.split} test '

@@ -193,7 +193,6 @@ def run(args) -> dict:
     results = JSONLResults(os.path.join(args.out, 'results.jsonl'),
                            ['dataset', 'seed', 'schedule', 'protocol',
                             'diffusion', 'settings', 'epochs', 'model'])
-    env = environment_info()
     traj_rows: List[dict] = []
     examples: Dict[str, dict] = {}
     for name in args.datasets:
@@ -229,7 +228,7 @@ def run(args) -> dict:
                                      seed, args)
                         results.append({**key, 'acc': acc,
                                         'seconds': time.time() - t0,
-                                        'env': env})
+                                        'env': environment_info()})
                         if seed == args.seeds[0] and diffusion and \
                                 schedule == args.schedules[-1] and \
                                 protocol == 'fit_all':

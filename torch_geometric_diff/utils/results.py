@@ -93,7 +93,8 @@ def environment_info(device: Optional[str] = None) -> Dict[str, Any]:
         'torch_geometric_diff': torch_geometric_diff.__version__,
         'cpu': platform.processor() or platform.machine(),
         'num_threads': torch.get_num_threads(),
-        # Whether this process ran the C++ CPU kernels (built and loaded).
+        # Whether the C++ CPU kernels are loaded in this process so far (they
+        # are built on first use: call this after the work it describes).
         'cpp_kernels': cpu_kernels_loaded(),
     }
     if device is not None and str(device).startswith('cuda'):
