@@ -900,21 +900,62 @@ def _config_key(rec: Dict[str, Any]) -> str:
     return json.dumps(rec['hparams'], sort_keys=True)
 
 
-def select_configs(records: List[Dict[str, Any]]
-                   ) -> Dict[Tuple[str, str, str], List[Dict[str, Any]]]:
-    r"""Groups records by (dataset, protocol, model) and keeps, per group,
-    the hyper-parameters with the highest mean *validation* accuracy (the
-    test accuracy is never looked at)."""
+def _group_configs(records: List[Dict[str, Any]]
+                   ) -> Dict[Tuple[str, str, str], Dict[str, List]]:
     groups: Dict[Tuple[str, str, str], Dict[str, List]] = defaultdict(
         lambda: defaultdict(list))
     for r in records:
         groups[(r['dataset'], r['protocol'], r['model'])][_config_key(r)] \
             .append(r)
+    return groups
+
+
+def _selection_val(configs: Dict[str, List[Dict[str, Any]]]
+                   ) -> Dict[str, float]:
+    r"""Mean validation accuracy per config, over the (split, init) runs that
+    every config of the group holds (over all its runs when they share
+    none), so a config is not favoured by the splits it happened to run."""
+    runs = [{(r['split'], r['init']) for r in rs} for rs in configs.values()]
+    shared = set.intersection(*runs)
+    return {
+        c: float(np.mean([r['val_acc'] for r in rs
+                          if not shared or (r['split'], r['init']) in shared]))
+        for c, rs in configs.items()
+    }
+
+
+def select_configs(records: List[Dict[str, Any]]
+                   ) -> Dict[Tuple[str, str, str], List[Dict[str, Any]]]:
+    r"""Groups records by (dataset, protocol, model) and keeps, per group,
+    the hyper-parameters with the highest mean *validation* accuracy on the
+    runs all configs share (the test accuracy is never looked at)."""
     out = {}
-    for key, configs in groups.items():
-        best = max(configs.values(),
-                   key=lambda rs: float(np.mean([r['val_acc'] for r in rs])))
-        out[key] = best
+    for key, configs in _group_configs(records).items():
+        val = _selection_val(configs)
+        out[key] = configs[max(val, key=val.get)]
+    return out
+
+
+def grid_rows(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    r"""One row per config of every (dataset, protocol, model) that ran more
+    than one: runs, the validation accuracy used for selection, validation
+    and test accuracy over all its runs, and whether it was selected."""
+    out = []
+    for key, configs in _group_configs(dedupe(records)).items():
+        if len(configs) < 2:
+            continue
+        val = _selection_val(configs)
+        best = max(val, key=val.get)
+        for c in sorted(configs, key=val.get, reverse=True):
+            rs = configs[c]
+            mean, std = mean_std([r['test_acc'] for r in rs])
+            out.append({
+                'dataset': key[0], 'protocol': key[1], 'model': key[2],
+                'hparams': _short_hparams(rs[0]['hparams']),
+                'runs': len(rs), 'selection_val': val[c],
+                'val_mean': float(np.mean([r['val_acc'] for r in rs])),
+                'test_mean': mean, 'test_std': std, 'selected': c == best,
+            })
     return out
 
 
@@ -1075,6 +1116,27 @@ def format_markdown(rows, paired) -> str:
     return '\n'.join(out) + '\n'
 
 
+def format_grid_markdown(rows: List[Dict[str, Any]]) -> str:
+    out = [
+        '| Dataset | Protocol | Model | Hyper-parameters | Runs '
+        '| Val acc. for selection (%) | Val acc. (%) | Test acc. (%) '
+        '| Selected |',
+        '|---|---|---|---|---|---|---|---|---|',
+    ]
+    for r in rows:
+        out.append(
+            f'| {r["dataset"]} | {r["protocol"]} | {r["model"]} '
+            f'| {r["hparams"]} | {r["runs"]} | {_pct(r["selection_val"])} '
+            f'| {_pct(r["val_mean"])} '
+            f'| {_pct(r["test_mean"])} ± {_pct(r["test_std"])} '
+            f'| {"yes" if r["selected"] else ""} |')
+    out.append('')
+    out.append('Every config that ran; selection by the mean validation '
+               'accuracy over the (split, init) runs all configs of a model '
+               'share. Test accuracy is shown, never used.')
+    return '\n'.join(out) + '\n'
+
+
 def _tex_escape(s: str) -> str:
     return s.replace('_', r'\_').replace('%', r'\%')
 
@@ -1127,7 +1189,10 @@ def run_summary(paths: Sequence[str], prefix: str) -> int:
     if not records:
         raise ValueError(f"No finished runs in {', '.join(paths)}")
     rows, paired = summarize(records)
+    grid = grid_rows(records)
     md = format_markdown(rows, paired)
+    if grid:
+        md += '\n' + format_grid_markdown(grid)
     print(md)
     folder = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(folder, exist_ok=True)
@@ -1136,11 +1201,12 @@ def run_summary(paths: Sequence[str], prefix: str) -> int:
     with open(prefix + '.tex', 'w', encoding='utf-8') as f:
         f.write(format_latex(rows, paired))
     write_csv(prefix + '.csv', rows)
-    if paired:
-        write_csv(prefix + '_paired.csv', paired)
-    print(f'wrote {prefix}.md, {prefix}.csv'
-          f'{", " + prefix + "_paired.csv" if paired else ""}, {prefix}.tex',
-          file=sys.stderr)
+    written = [prefix + '.md', prefix + '.csv']
+    for suffix, table in (('_paired', paired), ('_grid', grid)):
+        if table:
+            write_csv(prefix + suffix + '.csv', table)
+            written.append(prefix + suffix + '.csv')
+    print(f'wrote {", ".join(written)}, {prefix}.tex', file=sys.stderr)
     return 0
 
 

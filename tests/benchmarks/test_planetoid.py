@@ -244,6 +244,34 @@ def test_summary_single_split_pairs_inits():
     assert (paired[0]['wins'], paired[0]['ties']) == (2, 1)
 
 
+def test_selection_compares_configs_on_shared_runs(tmp_path):
+    # A: val 0.80 on splits 0-1 and 0.50 on split 2, which B did not run.
+    # Over all runs B wins (0.79 > 0.70); on the shared runs A does.
+    a, b = {'lr': 0.01}, {'lr': 0.1}
+    recs = [_record('diffresnet', s, 0, 0.7, val=v, hp=a)
+            for s, v in enumerate([0.8, 0.8, 0.5])]
+    recs += [_record('diffresnet', s, 0, 0.9, val=0.79, hp=b)
+             for s in range(2)]
+    (selected, ) = planetoid.select_configs(recs).values()
+    assert [r['hparams'] for r in selected] == [a] * 3
+    grid = planetoid.grid_rows(recs + [dict(recs[0])])
+    assert [(g['hparams'], g['runs'], g['selected']) for g in grid] == [
+        ('lr=0.01', 3, True), ('lr=0.1', 2, False)]
+    assert math.isclose(grid[0]['selection_val'], 0.8)
+    assert math.isclose(grid[0]['val_mean'], 0.7)
+    assert math.isclose(grid[1]['test_mean'], 0.9)
+    # With no run in common, every config is judged on all its runs.
+    recs[2]['split'] = 5
+    assert planetoid._selection_val({'x': recs[:1], 'y': recs[2:3]}) == {
+        'x': 0.8, 'y': 0.5}
+    path = tmp_path / 'r.jsonl'
+    path.write_text(''.join(json.dumps(r) + '\n' for r in recs))
+    assert planetoid.run_summary([str(path)], str(tmp_path / 's')) == 0
+    md = (tmp_path / 's.md').read_text()
+    assert '| Cora | random | diffresnet | lr=0.01 | 3 |' in md
+    assert (tmp_path / 's_grid.csv').read_text().count('\n') == 3
+
+
 def test_grid_and_hparams():
     grid = planetoid.parse_grid(['step_size=0.1,0.25', 'num-steps=10,20',
                                  'hidden=none,64'])
