@@ -130,6 +130,9 @@ MODEL_DEFAULTS: Dict[str, Dict[str, Any]] = {
     'sgc': dict(num_steps=2, lr=0.2, weight_decay=5e-5),
     'gcn2': dict(hidden=64, dropout=0.6, num_layers=64, alpha=0.1, theta=0.5,
                  conv_weight_decay=0.01),
+    # The official code's model, literally (benchmarks/speed.py): a reference
+    # for diffresnet on the same splits and seeds, ~10x slower on the CPU.
+    'official': dict(),
 }
 MODELS = tuple(MODEL_DEFAULTS)
 # Command-line names of the hyper-parameters (also the `--grid` keys).
@@ -147,6 +150,9 @@ def model_hparams(model: str, spec: DatasetSpec,
     if model == 'diffresnet':
         hp.update(step_size=spec.step_size, num_steps=spec.num_steps,
                   dropout=spec.dropout, hidden=spec.hidden)
+    elif model == 'official':  # No input projection: no `hidden`.
+        hp.update(step_size=spec.step_size, num_steps=spec.num_steps,
+                  dropout=spec.dropout)
     for key, value in overrides.items():
         if value is not None and key in hp:
             hp[key] = value
@@ -508,6 +514,45 @@ class DiffResNet(torch.nn.Module):
         return self.model(x, g.adj_t)
 
 
+class Official(torch.nn.Module):
+    r"""Adapter: the official code's :obj:`DiffusionNet`, literally (dense
+    features, :obj:`F.dropout` before each step, :obj:`x - step *
+    torch.matmul(diagonal - adj, x)` on COO tensors), from
+    :obj:`benchmarks/speed.py`. Built like the official code: its two
+    :class:`torch.nn.Linear` layers are drawn right after the init seed."""
+    dense_input = True
+
+    def __init__(self, in_channels, out_channels, dropout, step_size,
+                 num_steps, **kwargs):
+        super().__init__()
+        speed = _sibling_script('speed')
+        self.model = speed.OfficialDiffusionNet(in_channels, out_channels,
+                                                step_size, num_steps, dropout)
+        self._operators = speed.official_operators
+        self._ops: Optional[Tuple[Tensor, Tensor]] = None
+
+    def forward(self, x, g):
+        if self._ops is None:  # adj and diagonal, as the official load_data.
+            self._ops = self._operators(g.edge_index, g.num_nodes)
+        return self.model(x, *self._ops)
+
+
+def _sibling_script(name: str):
+    r"""Imports :obj:`benchmarks/{name}.py` however this script was
+    loaded (run as a script, or by path from the tests)."""
+    import importlib.util
+    key = f'tgd_benchmarks_{name}'
+    if key in sys.modules:
+        return sys.modules[key]
+    spec = importlib.util.spec_from_file_location(
+        key, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[key] = module
+    return module
+
+
 MODEL_CLASSES = {
     'diffresnet': DiffResNet,
     'mlp': MLP,
@@ -516,6 +561,7 @@ MODEL_CLASSES = {
     'appnp': APPNPNet,
     'sgc': SGC,
     'gcn2': GCNII,
+    'official': Official,
 }
 
 
