@@ -131,7 +131,7 @@ MODEL_DEFAULTS: Dict[str, Dict[str, Any]] = {
     'gcn2': dict(hidden=64, dropout=0.6, num_layers=64, alpha=0.1, theta=0.5,
                  conv_weight_decay=0.01),
     # The official code's model, literally (benchmarks/speed.py): a reference
-    # for diffresnet on the same splits and seeds, ~10x slower on the CPU.
+    # for diffresnet on the same splits and seeds (a Cora epoch: 6x slower).
     'official': dict(),
 }
 MODELS = tuple(MODEL_DEFAULTS)
