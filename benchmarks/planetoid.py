@@ -150,12 +150,11 @@ def model_hparams(model: str, spec: DatasetSpec,
     Overrides of parameters the model does not have are ignored."""
     hp: Dict[str, Any] = dict(TRAIN_DEFAULTS)
     hp.update(MODEL_DEFAULTS[model])
-    if model == 'diffresnet':
-        hp.update(step_size=spec.step_size, num_steps=spec.num_steps,
-                  dropout=spec.dropout, hidden=spec.hidden)
-    elif model == 'official':  # No input projection: no `hidden`.
+    if model in ('diffresnet', 'official'):
         hp.update(step_size=spec.step_size, num_steps=spec.num_steps,
                   dropout=spec.dropout)
+    if model == 'diffresnet':  # `official` has no input projection.
+        hp.update(hidden=spec.hidden)
     for key, value in overrides.items():
         if value is not None and key in hp:
             hp[key] = value
