@@ -1,0 +1,62 @@
+r"""Exact largest eigenvalue of Diff-ResNet's Laplacian per dataset, and the
+step size bound :math:`\gamma \le 2 / \lambda_{\max}(\mathbf{L})` of explicit
+Euler.
+
+:math:`\mathbf{L}` is the Laplacian :class:`torch_geometric_diff.DiffConv`
+diffuses with (its default ``normalize='sym'`` with self-loops), on the graph
+``benchmarks/planetoid.py`` trains on (the largest connected component for
+``--protocol random``). ``DiffConv`` itself only estimates
+:math:`\lambda_{\max}` by power iteration; this script asks
+:func:`scipy.sparse.linalg.eigsh`.
+
+Example::
+
+    python benchmarks/lambda_max.py --dataset Cora CiteSeer PubMed \
+        --protocol random --root ../shared/data
+"""
+import argparse
+import os
+import sys
+from typing import Optional, Sequence
+
+import scipy.sparse as sp
+from scipy.sparse.linalg import eigsh
+
+import planetoid as P  # benchmarks/planetoid.py (this folder heads sys.path)
+
+
+def laplacian_lambda_max(edge_index, num_nodes: int) -> float:
+    r"""The largest eigenvalue of the Laplacian of
+    :meth:`DiffConv.build_operator`, by Lanczos iteration."""
+    from torch_geometric_diff import DiffConv
+    op = DiffConv().build_operator(edge_index, num_nodes)
+    L = sp.csr_matrix((op.lval.double().numpy(), op.col.numpy(),
+                       op.crow.numpy()), shape=(num_nodes, num_nodes))
+    return float(eigsh(L, k=1, which='LA', return_eigenvectors=False)[0])
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--dataset', nargs='+', default=['Cora'])
+    p.add_argument('--protocol', default='random', choices=P.PROTOCOLS)
+    p.add_argument('--root', default='data')
+    p.add_argument('--cache', default=os.environ.get(
+        'TGD_CACHE', os.path.join(os.path.expanduser('~'), '.cache',
+                                  'torch_geometric_diff', 'data')))
+    p.add_argument('--offline', action='store_true')
+    args = p.parse_args(argv)
+    print('| Dataset | nodes | lambda_max(L) | step bound 2 / lambda_max |')
+    print('|---|---:|---:|---:|')
+    for name in args.dataset:
+        spec = P.DATASETS[P._canonical(name, P.DATASETS, 'dataset')]
+        data = P.load_pyg_dataset(spec, args.protocol, args.root, args.cache,
+                                  args.offline)[0]
+        g = P.preprocess(data, spec, args.protocol, 1, 1, 42)
+        lam = laplacian_lambda_max(g.edge_index, g.num_nodes)
+        print(f'| {spec.name} | {g.num_nodes} | {lam:.4g} | {2 / lam:.4g} |',
+              flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
