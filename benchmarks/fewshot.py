@@ -14,19 +14,24 @@ Examples::
     # optionally 'base_mean' or 'base_features'):
     python benchmarks/fewshot.py --features feats.npz --out /tmp/fs
 """
+import os.path as osp
+import sys
+
+if __name__ == '__main__':  # run as a script: import `benchmarks` from the repository root
+    sys.path[0] = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
 import argparse
 import csv
 import functools
 import json
 import os
-import sys
 import time
 from typing import Dict, List
 
 import numpy as np
 from tqdm import tqdm
 
-from torch_geometric_diff.fewshot import (
+from benchmarks.fewshot import (
     FewShotFeatures,
     clustered_features,
     diffusion_shot,
@@ -38,7 +43,7 @@ from torch_geometric_diff.fewshot import (
     save_features,
     simple_shot,
 )
-from torch_geometric_diff.utils import (
+from benchmarks.common import (
     JSONLResults,
     environment_info,
     num_threads,

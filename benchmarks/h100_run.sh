@@ -46,11 +46,11 @@ if [ "$PART" = ogb ]; then
   timeout 120 python3 benchmarks/make_synthetic_ogb.py --like ogbn-arxiv --scale 1.0 \
     --root "$WORK/ogb_synth" --overwrite
   log "arxiv-size full batch: diffresnet vs gcn vs mlp"
-  timeout 150 python3 benchmarks/ogb.py --dataset ogbn-arxiv --root "$WORK/ogb_synth" \
+  timeout 150 python3 benchmarks/ogbn.py --dataset ogbn-arxiv --root "$WORK/ogb_synth" \
     --model diffresnet gcn mlp --runs 2 --epochs 200 --device cuda --log-every 50 \
     --out "$WORK/ogb_arxiv_synthetic_h100.jsonl" 2>&1 | tail -30
   log "products-size full batch epochs (in-memory synthetic graph)"
-  timeout 240 python3 benchmarks/ogb.py --dataset ogbn-products --synthetic-in-memory 1.0 \
+  timeout 240 python3 benchmarks/ogbn.py --dataset ogbn-products --synthetic-in-memory 1.0 \
     --mode full --model diffresnet gcn --runs 1 --epochs 2 --eval-every 2 --device cuda \
     --out "$WORK/ogb_products_synthetic_h100.jsonl" 2>&1 | tail -30
 fi

@@ -14,9 +14,14 @@ Example::
     python benchmarks/lambda_max.py --dataset Cora CiteSeer PubMed \
         --protocol random --root ../shared/data
 """
+import os.path as osp
+import sys
+
+if __name__ == '__main__':  # run as a script: import `benchmarks` from the repository root
+    sys.path[0] = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
 import argparse
 import os
-import sys
 from typing import Optional, Sequence
 
 import scipy.sparse as sp

@@ -6,20 +6,25 @@ The output has OGB's exact raw layout, so the unmodified
 
     python benchmarks/make_synthetic_ogb.py --like ogbn-arxiv --scale 1.0 \
         --root /tmp/ogb
-    python benchmarks/ogb.py --dataset ogbn-arxiv --root /tmp/ogb ...
+    python benchmarks/ogbn.py --dataset ogbn-arxiv --root /tmp/ogb ...
 
 The graph is a degree-corrected stochastic block model with class-correlated
-features (see :mod:`torch_geometric_diff.datasets.synthetic_ogb`). It is NOT
+features (see :mod:`benchmarks.ogbn.synthetic`). It is NOT
 OGB data: numbers measured on it are not OGB results. A ``SYNTHETIC.json``
-file in the dataset folder records how it was made; ``benchmarks/ogb.py``
+file in the dataset folder records how it was made; ``benchmarks/ogbn.py``
 labels every result on such a folder as synthetic.
 """
+import os.path as osp
+import sys
+
+if __name__ == '__main__':  # run as a script: import `benchmarks` from the repository root
+    sys.path[0] = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
 import argparse
 import resource
-import sys
 import time
 
-from torch_geometric_diff.datasets.synthetic_ogb import (
+from benchmarks.ogbn.synthetic import (
     OGB_LIKE,
     synthetic_ogb_sizes,
     write_synthetic_ogb,

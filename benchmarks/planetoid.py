@@ -25,6 +25,12 @@ the same command skips the finished runs. ``--summary`` prints mean ± std,
 the 95% CI and paired tests of diffresnet against every baseline, and writes
 them as Markdown, CSV and LaTeX.
 """
+import os.path as osp
+import sys
+
+if __name__ == '__main__':  # run as a script: import `benchmarks` from the repository root
+    sys.path[0] = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
 import argparse
 import copy
 import csv
@@ -34,7 +40,6 @@ import math
 import os
 import shutil
 import stat
-import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -45,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torch_geometric_diff.utils import (
+from benchmarks.common import (
     EarlyStopping,
     JSONLResults,
     NodeSplit,
@@ -656,10 +661,10 @@ def train_batched_inits(g: Graph, split: NodeSplit, init_seeds: List[int],
                         hp: Dict[str, Any],
                         on_done=None) -> List[Dict[str, Any]]:
     r"""Trains the Diff-ResNets of several init seeds of one split at once
-    (:class:`torch_geometric_diff.contrib.BatchedDiffResNet`); every init
+    (:class:`benchmarks.planetoid.batched.BatchedDiffResNet`); every init
     keeps its own early stopping. :obj:`on_done(i, result)` is called as soon
     as init :obj:`i` stops."""
-    from torch_geometric_diff.contrib import BatchedDiffResNet, fit_batched
+    from benchmarks.planetoid.batched import BatchedDiffResNet, fit_batched
     model = BatchedDiffResNet.from_seeds(init_seeds, g.x.size(1),
                                          g.num_classes,
                                          hidden_channels=hp['hidden'],

@@ -21,6 +21,12 @@ Example::
     python benchmarks/speed.py --graphs cora pubmed arxiv-synthetic \
         --root ../shared/data --out results/speed
 """
+import os.path as osp
+import sys
+
+if __name__ == '__main__':  # run as a script: import `benchmarks` from the repository root
+    sys.path[0] = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
 import argparse
 import contextlib
 import datetime
@@ -30,7 +36,6 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -43,7 +48,7 @@ from torch_geometric.utils import to_undirected
 
 from torch_geometric_diff import DiffConv, DiffResNetGNN
 from torch_geometric_diff.nn.models.diff_resnet import sparse_linear
-from torch_geometric_diff.utils import environment_info
+from benchmarks.common import environment_info
 
 MODELS = ['diffresnet', 'diffresnet-torch', 'diffresnet-plain', 'official',
           'appnp', 'gcn']

@@ -21,6 +21,12 @@ Training schedules: ``paper`` = the official 20 full-batch SGD steps
 the paper's (all labels used, accuracy on all points: separability);
 ``transductive`` = 10% of the labels per class, accuracy on the rest.
 """
+import os.path as osp
+import sys
+
+if __name__ == '__main__':  # run as a script: import `benchmarks` from the repository root
+    sys.path[0] = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
 import argparse
 import csv
 import io
@@ -36,11 +42,11 @@ from torch import Tensor
 from torch.nn import Linear, Module
 
 from torch_geometric_diff import DiffConv
-from torch_geometric_diff.datasets import load_toy
+from benchmarks.synthetic.toy import load_toy
 from torch_geometric_diff.metrics import diffusion_trajectory_metrics
-from torch_geometric_diff.utils import num_threads
+from benchmarks.common import num_threads
 from torch_geometric_diff.transforms import GaussianKNNGraph
-from torch_geometric_diff.utils import JSONLResults, environment_info
+from benchmarks.common import JSONLResults, environment_info
 
 # Official settings (there ``n_top`` counts the point itself: k = n_top - 1).
 PAPER = {

@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from torch_geometric_diff.datasets import load_toy
+from benchmarks.synthetic.toy import load_toy
 from torch_geometric_diff.metrics import distance_diameter_ratio
 from bench_loader import load_benchmark
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from torch_geometric_diff.fewshot import (
+from benchmarks.fewshot import (
     clustered_features,
     digits_features,
     evaluate_episodes,

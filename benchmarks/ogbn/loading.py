@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from torch_geometric_diff.datasets.synthetic_ogb import (
+from benchmarks.ogbn.synthetic import (
     ogb_dir_name,
     ogb_meta_dict,
     read_synthetic_marker,
@@ -142,7 +142,7 @@ def load_ogb_node_dataset(
         root (str, optional): OGB's root folder; the dataset lives in
             ``<root>/ogbn_arxiv/``. (default: :obj:`"dataset"`)
         meta_dict (Dict, optional): OGB's :obj:`meta_dict` (see
-            :func:`~torch_geometric_diff.datasets.synthetic_ogb.ogb_meta_dict`)
+            :func:`~benchmarks.ogbn.synthetic.ogb_meta_dict`)
             to read the dataset from ``meta_dict['dir_path']``.
             (default: :obj:`None`)
         transform (callable, optional): Passed to OGB. (default: :obj:`None`)
@@ -205,7 +205,7 @@ def load_ogb_node_dataset(
 def is_synthetic_ogb(name: str, root: str,
                      meta_dict: Optional[Dict[str, Any]] = None) -> bool:
     r"""Whether the dataset folder was written by
-    :func:`~torch_geometric_diff.datasets.synthetic_ogb.write_synthetic_ogb`
+    :func:`~benchmarks.ogbn.synthetic.write_synthetic_ogb`
     (results on it must never be reported as OGB results)."""
     return read_synthetic_marker(ogb_dataset_dir(name, root,
                                                  meta_dict)) is not None

@@ -7,12 +7,12 @@ from torch_geometric.utils import coalesce, remove_self_loops
 from torch_geometric.utils import to_torch_csr_tensor
 
 from torch_geometric_diff import DiffResNetGNN
-from torch_geometric_diff.contrib import (
+from benchmarks.planetoid.batched import (
     BatchedDiffResNet,
     fit_batched,
     per_model_cross_entropy,
 )
-from torch_geometric_diff.utils import EarlyStopping
+from benchmarks.common import EarlyStopping
 
 
 def _graph(n=40, f=16, c=3, seed=0, dtype=torch.float64):

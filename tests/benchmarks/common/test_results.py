@@ -1,7 +1,7 @@
 import json
 
 from torch_geometric_diff.nn.cpu_kernels import cpu_kernels
-from torch_geometric_diff.utils import JSONLResults, environment_info, read_jsonl
+from benchmarks.common import JSONLResults, environment_info, read_jsonl
 
 
 def test_environment_info_records_versions_and_kernels():

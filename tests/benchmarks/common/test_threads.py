@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from torch_geometric_diff.utils import num_threads
+from benchmarks.common import num_threads
 
 
 def test_num_threads_sets_and_restores():

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from torch_geometric_diff.utils import BatchedEarlyStopping, EarlyStopping
+from benchmarks.common import BatchedEarlyStopping, EarlyStopping
 
 
 def _reference(losses, accs, patience):

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from torch_geometric_diff.datasets import (
+from benchmarks.synthetic.toy import (
     TOY_DATASETS,
     load_toy,
     two_circles,

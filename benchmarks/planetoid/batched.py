@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.nn import Parameter
 
 from torch_geometric_diff.nn import DiffConv, DiffResNetGNN
-from torch_geometric_diff.utils.early_stopping import BatchedEarlyStopping
+from benchmarks.common.early_stopping import BatchedEarlyStopping
 
 
 def _shared_linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
@@ -261,7 +261,7 @@ def fit_batched(
     runs of the official Diff-ResNet loop: full-batch Adam on the mean
     cross-entropy of the training nodes, one evaluation pass per epoch, and
     per model the early-stopping rule of
-    :class:`~torch_geometric_diff.utils.EarlyStopping` (counter reset when
+    :class:`~benchmarks.common.EarlyStopping` (counter reset when
     the validation loss is at most its best or the accuracy at least its
     best; the weights of the last such epoch are restored).
 

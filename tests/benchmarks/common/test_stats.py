@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from torch_geometric_diff.utils import (
+from benchmarks.common import (
     confidence_interval,
     mean_std,
     paired_test,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from torch_geometric_diff.utils import (
+from benchmarks.common import (
     largest_connected_component,
     mask_splits,
     random_split,

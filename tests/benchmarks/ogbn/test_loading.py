@@ -6,7 +6,7 @@ import pickle
 import pytest
 import torch
 
-from torch_geometric_diff.datasets.ogb import (
+from benchmarks.ogbn.loading import (
     OGBDataUnavailableError,
     is_synthetic_ogb,
     load_ogb_node_dataset,
@@ -14,7 +14,7 @@ from torch_geometric_diff.datasets.ogb import (
     ogb_safe_globals,
     ogb_safe_loading,
 )
-from torch_geometric_diff.datasets.synthetic_ogb import (
+from benchmarks.ogbn.synthetic import (
     ogb_meta_dict,
     write_synthetic_ogb,
 )

@@ -5,7 +5,7 @@ Behaves like OGB's own examples: the official loader
 official ``Evaluator``; every run reports the test accuracy at the epoch of
 best validation accuracy, and the summary is mean ± std over runs.
 
-    python benchmarks/ogb.py --dataset ogbn-arxiv --model diffresnet gcn mlp \
+    python benchmarks/ogbn.py --dataset ogbn-arxiv --model diffresnet gcn mlp \
         --runs 10 --root dataset --out results/ogb.jsonl
 
 Training is full-batch (``--mode full``, the default for arxiv) or over
@@ -13,7 +13,7 @@ Cluster-GCN partitions (``--mode cluster``, the default for products: METIS
 through pymetis, random partitions with ``--partitioner random``), where the
 K diffusion steps run inside each mini-batch and evaluation is full-graph and
 layer-wise, with the sparse operator on the CPU when it does not fit the
-device. ``torchrun --nproc_per_node=N benchmarks/ogb.py ... --ddp`` trains
+device. ``torchrun --nproc_per_node=N benchmarks/ogbn.py ... --ddp`` trains
 with DistributedDataParallel over partitions (gloo on CPU, nccl on GPU).
 
 ``--root`` is ogb's own root (the dataset lives in ``<root>/ogbn_arxiv/``).
@@ -21,21 +21,20 @@ Without network the dataset must be there already; a synthetic stand-in
 with OGB's exact layout comes from ``benchmarks/make_synthetic_ogb.py``, and
 results on it are labelled synthetic (never OGB results).
 """
+import os.path as osp
+import sys
+
+if __name__ == '__main__':  # run as a script: import `benchmarks` from the repository root
+    sys.path[0] = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
 import argparse
 import hashlib
 import os
-import os.path as osp
 import resource
-import sys
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-# Run as `python benchmarks/ogb.py`, this file's folder heads sys.path and
-# `import ogb` would find this script instead of the ogb package.
-_HERE = osp.dirname(osp.abspath(__file__))
-sys.path[:] = [p for p in sys.path if osp.abspath(p or '.') != _HERE]
-
-import torch  # noqa: E402
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import BatchNorm1d, Linear, ModuleList
@@ -45,12 +44,12 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import to_undirected
 
 from torch_geometric_diff import DiffResNetGNN
-from torch_geometric_diff.datasets.ogb import (
+from benchmarks.ogbn.loading import (
     OGBDataUnavailableError,
     load_ogb_node_dataset,
     ogb_dataset_dir,
 )
-from torch_geometric_diff.datasets.synthetic_ogb import (
+from benchmarks.ogbn.synthetic import (
     OGB_LIKE,
     read_synthetic_marker,
     synthetic_ogb_data,
@@ -63,7 +62,7 @@ from torch_geometric_diff.loader import (
     diff_resnet_operator,
     place_operator,
 )
-from torch_geometric_diff.utils import JSONLResults, environment_info, mean_std
+from benchmarks.common import JSONLResults, environment_info, mean_std
 
 DATASETS = ('ogbn-arxiv', 'ogbn-products')
 MODELS = ('diffresnet', 'gcn', 'sage', 'mlp')
@@ -624,7 +623,7 @@ def main(argv=None) -> int:
     if args.ddp:
         if 'RANK' not in os.environ:
             print('error: --ddp needs torchrun (torchrun --nproc_per_node=N '
-                  'benchmarks/ogb.py ... --ddp)', file=sys.stderr)
+                  'benchmarks/ogbn.py ... --ddp)', file=sys.stderr)
             return 2
         rank = int(os.environ['RANK'])
         world = int(os.environ['WORLD_SIZE'])

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from torch_geometric_diff.fewshot import EpisodeSampler, mean_confidence_interval
+from benchmarks.fewshot import EpisodeSampler, mean_confidence_interval
 
 
 def make_labels():

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from torch_geometric_diff.datasets.ogb import ogb_safe_loading
-from torch_geometric_diff.datasets.synthetic_ogb import (
+from benchmarks.ogbn.loading import ogb_safe_loading
+from benchmarks.ogbn.synthetic import (
     OGB_LIKE,
     format_float_rows,
     format_int_rows,

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from torch_geometric_diff.fewshot import (
+from benchmarks.fewshot import (
     DiffusionHead,
     center_l2,
     diffusion_shot,

@@ -10,15 +10,15 @@ from bench_loader import load_benchmark
 
 pytest.importorskip('ogb')
 
-from torch_geometric_diff.datasets.synthetic_ogb import (  # noqa: E402
+from benchmarks.ogbn.synthetic import (  # noqa: E402
     write_synthetic_ogb, )
 from torch_geometric_diff.loader import BlockedOperator  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SCRIPT = osp.join(REPO, 'benchmarks', 'ogb.py')
+SCRIPT = osp.join(REPO, 'benchmarks', 'ogbn.py')
 
 
-bench = load_benchmark('ogb')
+bench = load_benchmark('ogbn')
 
 
 @pytest.fixture(scope='module')
