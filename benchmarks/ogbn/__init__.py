@@ -1,0 +1,1 @@
+"""OGB node-property benchmarks: loading workarounds and the synthetic OGB-layout writer."""

@@ -1,0 +1,1 @@
+"""The Planetoid-protocol harness behind ``benchmarks/planetoid.py``."""

@@ -1,0 +1,1 @@
+"""The toy data sets of the synthetic benchmark."""
