@@ -103,3 +103,31 @@ def test_batched_matches_single():
         assert batched.best_epoch[i] == best_at[i]
     with pytest.raises(ValueError):
         BatchedEarlyStopping(0)
+
+
+def _reference_nan(losses, accs, patience):
+    # The official rule with a diverged (NaN) loss read as +inf.
+    return _reference([math.inf if math.isnan(x) else x for x in losses],
+                      accs, patience)
+
+
+def test_batched_nan_loss_matches_single():
+    # Epoch 1 improves by accuracy with a NaN loss; the loss criterion must
+    # keep working afterwards (epochs 2 and 3 improve by loss alone).
+    loss = [1.0, float('nan'), 0.9, 0.8, 0.95, 0.97, 0.99]
+    acc = [0.5, 0.6, 0.1, 0.1, 0.1, 0.1, 0.1]
+    best, stop = _reference_nan(loss, acc, 3)
+    assert (best, stop) == (3, 6)
+    single = EarlyStopping(patience=3)
+    for t in range(len(loss)):
+        if single.step(loss[t], acc[t]):
+            break
+    assert (single.best_epoch, t) == (best, stop)
+    batched = BatchedEarlyStopping(2, patience=3)
+    for t in range(len(loss)):
+        _, halt = batched.step(torch.tensor([loss[t], 0.5], dtype=torch.float64),
+                               torch.tensor([acc[t], 0.5], dtype=torch.float64))
+        if bool(halt[0]):
+            break
+    assert int(batched.best_epoch[0]) == best and t == stop
+    assert float(batched.best_loss[0]) == 0.8

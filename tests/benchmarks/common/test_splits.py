@@ -75,6 +75,23 @@ def test_random_splits_determinism_and_seeds():
     assert d[1].init_seeds == a[1].init_seeds[:1]
 
 
+def test_random_splits_default_protocol_counts():
+    # The paper's protocol: 20 training and 30 validation nodes per class,
+    # every remaining node in the test set, for every split of the defaults.
+    y = _labels(num_classes=5, per_class=64, seed=3)
+    splits = random_splits(y, seed=42, num_splits=4, num_inits=3)
+    for s in splits:
+        assert torch.bincount(y[s.train_index], minlength=5).tolist() == \
+            [20] * 5
+        assert torch.bincount(y[s.val_index], minlength=5).tolist() == \
+            [30] * 5
+        assert s.test_index.numel() == 5 * 64 - 5 * 50
+        assert len(s.init_seeds) == 3
+    one = random_split(y, seed=0)
+    assert torch.bincount(y[one.train_index]).tolist() == [20] * 5
+    assert torch.bincount(y[one.val_index]).tolist() == [30] * 5
+
+
 def test_random_split_errors():
     y = torch.tensor([0] * 60 + [1] * 10)
     with pytest.raises(ValueError, match='Class 1 has only 10'):
@@ -107,8 +124,13 @@ def test_mask_splits():
     assert splits[2].train_index.tolist() == [2]
     assert splits[2].val_index.tolist() == [5]
     assert splits[2].test_index.tolist() == [8, 9]
-    assert splits[0].init_seeds == mask_splits(train, val, test, seed=5,
-                                               num_inits=2)[0].init_seeds
+    # Init seeds of split i: RandomState(split_seeds(seed, S)[i]), as in
+    # the official code's per-split draw.
+    master = np.random.RandomState(5).randint(0, 10**6, 3)
+    for i, s in enumerate(splits):
+        assert s.init_seeds == np.random.RandomState(master[i]).randint(
+            0, 10**6, 2).tolist()
+    assert len({tuple(s.init_seeds) for s in splits}) == 3
     assert len(mask_splits(train, val, test, num_splits=2)) == 2
     one = mask_splits(train[:, 0], val[:, 0], test[:, 0])
     assert len(one) == 1 and one[0].train_index.tolist() == [0]
