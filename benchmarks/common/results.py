@@ -85,7 +85,7 @@ def environment_info(device: Optional[str] = None) -> Dict[str, Any]:
     import torch_geometric
 
     import torch_geometric_diff
-    from torch_geometric_diff.nn.cpu_kernels import cpu_kernels_loaded
+    from torch_geometric_diff.nn.diffusion import cpu_kernels_loaded
     info: Dict[str, Any] = {
         'python': platform.python_version(),
         'torch': torch.__version__,

@@ -1,6 +1,6 @@
 import json
 
-from torch_geometric_diff.nn.cpu_kernels import cpu_kernels
+from torch_geometric_diff.nn.diffusion import cpu_kernels
 from benchmarks.common import JSONLResults, environment_info, read_jsonl
 
 
