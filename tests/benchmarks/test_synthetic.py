@@ -4,10 +4,11 @@ import os
 import pytest
 import torch
 
+from benchmarks.common.cli import run_main
+from benchmarks.synthetic.model import ToyDiffResNet
 from benchmarks.synthetic.toy import load_toy
 from torch_geometric_diff.metrics import distance_diameter_ratio
 from bench_loader import load_benchmark
-
 
 
 def test_tiny_end_to_end(tmp_path):
@@ -19,7 +20,7 @@ def test_tiny_end_to_end(tmp_path):
     argv = ['--out', out, '--datasets', 'two_moons', 'xor', '--seeds', '0',
             '--size-scale', '0.1', '--max-steps', '8', '--paper-epochs',
             '2', '--converged-epochs', '3', '--gif-frames', '4']
-    summary = synthetic.main(argv)
+    summary = synthetic.run(synthetic.parse_args(argv))
     for f in ['results.jsonl', 'summary.json', 'trajectory.csv',
               'accuracy.csv', 'table.md', 'before_after.png',
               'ratio_energy_vs_step.png', 'diffusion_two_moons.gif',
@@ -42,25 +43,24 @@ def test_tiny_end_to_end(tmp_path):
         assert set(json.load(f)) == {'two_moons', 'xor'}
 
     # A rerun resumes: nothing is trained or appended again.
-    synthetic.main(argv + ['--no-figures'])
+    assert synthetic.main(argv + ['--no-figures']) == 0
     with open(os.path.join(out, 'results.jsonl')) as f:
         assert len(f.read().splitlines()) == 12
 
     # Curves only, over a longer horizon than the training K.
     out2 = str(tmp_path / 'curves')
-    summary = synthetic.main(['--out', out2, '--datasets', 'two_moons',
-                              '--seeds', '0', '--size-scale', '0.1',
-                              '--max-steps', '8', '--schedules',
-                              '--trajectory-steps', '12', '--no-figures'])
+    summary = synthetic.run(synthetic.parse_args([
+        '--out', out2, '--datasets', 'two_moons', '--seeds', '0',
+        '--size-scale', '0.1', '--max-steps', '8', '--schedules',
+        '--trajectory-steps', '12', '--no-figures']))
     assert summary['two_moons']['steps'] == 12
     assert not os.path.exists(os.path.join(out2, 'results.jsonl')) or \
         os.path.getsize(os.path.join(out2, 'results.jsonl')) == 0
 
 
 def test_model_is_the_paper_model():
-    synthetic = load_benchmark('synthetic')
     torch.manual_seed(0)
-    model = synthetic.ToyDiffResNet(num_steps=3, step_size=1.0)
+    model = ToyDiffResNet(num_steps=3, step_size=1.0)
     x = torch.randn(6, 2)
     W = torch.rand(6, 6)
     W = W / W.sum(1, keepdim=True)  # Row-stochastic, as in the paper.
@@ -71,3 +71,17 @@ def test_model_is_the_paper_model():
     for _ in range(3):
         h = W @ h  # x - 1.0 * (I - W) x
     assert torch.allclose(model(x, ei, w), model.classifier(h), atol=1e-5)
+
+
+def test_usage_errors_exit_2_before_any_work(tmp_path, capsys):
+    synthetic = load_benchmark('synthetic')
+    taken = tmp_path / 'file'
+    taken.write_text('')
+    assert run_main(synthetic.main, ['--out', str(taken), '--datasets',
+                                     'xor', '--seeds', '0']) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: --out') and 'Traceback' not in err
+    with pytest.raises(SystemExit) as e:
+        synthetic.main(['--out', str(tmp_path / 'o'), '--threads', '0'])
+    assert e.value.code == 2
+    assert not (tmp_path / 'o').exists()
