@@ -1,14 +1,17 @@
+import os
+
 import pytest
 import torch
 
 from torch_geometric_diff import DiffConv
-from torch_geometric_diff.nn.cpu_kernels import cpu_kernels
+from torch_geometric_diff.nn.diffusion import kernels
 from torch_geometric_diff.nn.diffusion import (
+    cpu_kernels,
     diffuse,
     dropout_mask,
     mask_bits,
+    sparse_linear,
 )
-from torch_geometric_diff.nn.models.diff_resnet import sparse_linear
 
 ext = cpu_kernels()
 requires_ext = pytest.mark.skipif(ext is None,
@@ -22,6 +25,12 @@ def random_operator(normalize, n=23, e=90, seed=3):
     w = torch.rand(ei.size(1), generator=gen, dtype=torch.float64)
     return DiffConv(normalize=normalize).build_operator(
         ei, n, edge_weight=w, dtype=torch.float64)
+
+
+def test_kernel_source_is_in_the_package():
+    assert kernels._SOURCE.endswith(
+        os.path.join('torch_geometric_diff', 'csrc', 'diffuse_cpu.cpp'))
+    assert os.path.isfile(kernels._SOURCE)
 
 
 def test_disabled_by_environment(monkeypatch):

@@ -1,16 +1,20 @@
 import math
+import warnings
 
 import pytest
 import torch
 
 from torch_geometric_diff import DiffConv
 from torch_geometric_diff.nn.diffusion import (
-    _keep,
+    build_operator,
     diffuse,
     diffuse_reference,
     dropout_mask,
     mask_bits,
+    operator_values,
 )
+from torch_geometric_diff.nn.diffusion.dropout import _keep
+from torch_geometric_diff.nn.diffusion.spectrum import warn_if_unstable
 
 
 def grid_operator(side=6, dtype=torch.float64):
@@ -152,3 +156,72 @@ def test_memory_flat_in_num_steps():
              for k in (1, 100)]
     assert learn[0] == learn[1]
     assert learn[1] < 2 * x.numel() * x.element_size()
+
+
+def directed_multigraph(n=15, e=50, seed=4):
+    r"""Weighted directed edges with duplicates and self-loops."""
+    gen = torch.Generator().manual_seed(seed)
+    ei = torch.randint(0, n, (2, e), generator=gen)
+    ei = torch.cat([ei, ei[:, :5], torch.tensor([[2, 3], [2, 3]])], dim=1)
+    w = torch.rand(ei.size(1), generator=gen, dtype=torch.float64) + 0.1
+    return ei, w
+
+
+def dense_m(ei, w, n, normalize, gamma, p):
+    r"""(I - gamma L) / (1 - p) from the formulas, A[i, j] = sum of w(j->i)."""
+    A = torch.zeros(n, n, dtype=torch.float64)
+    A.index_put_((ei[1], ei[0]), w, accumulate=True)
+    if normalize is not None:
+        A = A + torch.eye(n, dtype=torch.float64)
+        deg = A.sum(1)
+        if normalize == 'sym':
+            A = deg.pow(-0.5).view(-1, 1) * A * deg.pow(-0.5).view(1, -1)
+        else:
+            A = A / deg.view(-1, 1)
+    L = torch.diag(A.sum(1)) - A
+    return (torch.eye(n, dtype=torch.float64) - gamma * L) / (1 - p)
+
+
+@pytest.mark.parametrize('normalize', ['sym', 'rw', None])
+@pytest.mark.parametrize('p', [0.0, 0.25])
+def test_both_forms_of_m_equal_dense_formula(normalize, p):
+    n = 15
+    ei, w = directed_multigraph(n)
+    op = build_operator(ei[1], ei[0], w, n, normalize)
+    gamma = torch.tensor(0.3, dtype=torch.float64)
+    ref = dense_m(ei, w, n, normalize, 0.3, p)
+    assert torch.allclose(op.matrix(gamma, p).to_dense(), ref, atol=1e-12)
+    edge = torch.zeros(n, n, dtype=torch.float64).index_put_(
+        (op.edge_index[1], op.edge_index[0]), op.edge_values(gamma, p),
+        accumulate=True)
+    assert torch.allclose(edge, ref, atol=1e-12)
+    vals = operator_values(op.ival, op.lval, gamma, p)
+    assert torch.equal(op.matrix(gamma, p).values(), vals)
+
+
+@pytest.mark.parametrize('normalize', ['sym', 'rw'])
+def test_fused_and_reference_equal_dense_formula_with_masks(normalize):
+    n, k, p = 15, 5, 0.25
+    ei, w = directed_multigraph(n)
+    op = build_operator(ei[1], ei[0], w, n, normalize)
+    x = torch.randn(n, 3, dtype=torch.float64)
+    gamma = torch.tensor(0.4, dtype=torch.float64)
+    seed = torch.tensor([31])
+    m = dense_m(ei, w, n, normalize, 0.4, p)
+    h = x
+    for step in range(k):
+        h = m @ (dropout_mask(31, step, (n, 3), p, x.device, x.dtype) * h)
+    assert torch.allclose(diffuse(x, op, gamma, k, p, seed), h, atol=1e-12)
+    assert torch.allclose(diffuse_reference(x, op, gamma, k, p, seed), h,
+                          atol=1e-12)
+
+
+def test_warn_if_unstable_bound_and_caller():
+    with pytest.warns(RuntimeWarning, match=r'2 / lambda_max = 0.5\b') as rec:
+        assert warn_if_unstable(0.51, 4.0, 'DiffConv', stacklevel=1)
+    assert rec[0].filename == __file__  # Attributed to the caller.
+    assert "'DiffConv' with step_size=0.51" in str(rec[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', RuntimeWarning)
+        assert not warn_if_unstable(0.5, 4.0, 'DiffConv')
+        assert not warn_if_unstable(10.0, 0.0, 'DiffConv')

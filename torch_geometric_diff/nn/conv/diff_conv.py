@@ -1,6 +1,5 @@
 import math
-import warnings
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -8,16 +7,17 @@ from torch import Tensor
 from torch.nn import Parameter
 
 from torch_geometric.nn.conv import MessagePassing
-from torch_geometric.typing import Adj, OptTensor, SparseTensor
-from torch_geometric.utils import is_torch_sparse_tensor, spmm
+from torch_geometric.typing import Adj, OptTensor
+from torch_geometric.utils import spmm
 
-from torch_geometric_diff.nn.diffusion import (
+from torch_geometric_diff.nn.diffusion.dropout import draw_seed, dropout_mask
+from torch_geometric_diff.nn.diffusion.fused import diffuse
+from torch_geometric_diff.nn.diffusion.operator import (
     DiffusionOperator,
     build_operator,
-    diffuse,
-    draw_seed,
-    dropout_mask,
+    graph_entries,
 )
+from torch_geometric_diff.nn.diffusion.spectrum import warn_if_unstable
 
 NORMALIZATIONS = ('sym', 'rw', None)
 ENGINES = ('fused', 'autograd')
@@ -209,16 +209,13 @@ class DiffConv(MessagePassing):
     def _plain_loop(self, x: Tensor, op: DiffusionOperator, p: float,
                     return_all: bool) -> Tensor:
         # Step by step through propagate(), with every activation kept.
-        scale = 1.0 / (1.0 - p) if p > 0 else 1.0
         gamma = self.gamma.to(x.device, x.dtype)
         if self.explain or gamma.requires_grad or op.edge_lval.requires_grad:
             # Differentiable per-edge weights of M: messages over edge_index.
             adj = op.edge_index
-            weight = (op.edge_ival.to(x.dtype) -
-                      gamma * op.edge_lval.to(x.dtype)) * scale
+            weight = op.edge_values(gamma, p, x.dtype)
         else:  # Fused sparse products over the CSR matrix.
-            adj = op.csr((op.ival.to(x.dtype) - gamma * op.lval.to(x.dtype)) *
-                         scale)
+            adj = op.matrix(gamma, p, x.dtype)
             weight = None
         seed = int(draw_seed()) if p > 0 else 0
         states = [x]
@@ -247,18 +244,12 @@ class DiffConv(MessagePassing):
         r"""Validates the graph and builds
         :math:`\mathbf{M} = \mathbf{I} - \gamma\mathbf{L}` (all checks happen
         here, once per operator)."""
-        row, col, weight = _graph_entries(edge_index, num_nodes, edge_weight,
-                                          dtype)
+        row, col, weight = graph_entries(edge_index, num_nodes, edge_weight,
+                                         dtype)
         op = build_operator(row, col, weight, num_nodes, self.normalize,
                             self.add_self_loops)
-        gamma = self.step_size
-        if op.lambda_max > 0 and gamma * op.lambda_max > 2.0:
-            warnings.warn(
-                f"'{self.__class__.__name__}' with step_size={gamma:g} is "
-                f"unstable on this graph: the estimated largest eigenvalue "
-                f"of L is {op.lambda_max:.4g}, so explicit Euler needs "
-                f"step_size <= 2 / lambda_max = {2.0 / op.lambda_max:.4g}",
-                RuntimeWarning, stacklevel=3)
+        warn_if_unstable(self.step_size, op.lambda_max,
+                         self.__class__.__name__, stacklevel=3)
         return op
 
     def __repr__(self) -> str:
@@ -272,91 +263,3 @@ class DiffConv(MessagePassing):
             args += ', learnable_step=True'
         return f'{self.__class__.__name__}({args})'
 
-
-def _check_weights(weight: Tensor, what: str) -> None:
-    if not weight.is_floating_point():
-        raise ValueError(f"{what} must be floating point "
-                         f"(got {weight.dtype})")
-    if weight.numel() > 0:
-        w = weight.detach()
-        if not bool(torch.isfinite(w).all()):
-            raise ValueError(f"{what} holds non-finite values")
-        if bool((w < 0).any()):
-            raise ValueError(f"{what} holds negative values "
-                             f"(min {float(w.min()):g}); diffusion needs "
-                             f"non-negative weights")
-
-
-def _graph_entries(
-    edge_index: Adj,
-    num_nodes: int,
-    edge_weight: OptTensor,
-    dtype: torch.dtype = torch.float32,
-) -> Tuple[Tensor, Tensor, Tensor]:
-    r"""Returns the validated entries (row = target, col = source, weight)
-    of the adjacency matrix given as :obj:`edge_index` or sparse
-    :obj:`adj_t`."""
-    if isinstance(edge_index, SparseTensor):
-        if edge_weight is not None:
-            raise ValueError("'edge_weight' must be None for a sparse "
-                             "adjacency: the weights are its values")
-        n_rows, n_cols = edge_index.sparse_sizes()
-        _check_square(n_rows, n_cols, num_nodes)
-        row, col, value = edge_index.coo()
-        if value is None:
-            value = torch.ones(row.numel(), device=row.device, dtype=dtype)
-        _check_weights(value, "The values of the sparse adjacency")
-        return row, col, value
-
-    if not isinstance(edge_index, Tensor):
-        raise ValueError(f"'edge_index' must be a tensor or a SparseTensor "
-                         f"(got {type(edge_index).__name__})")
-
-    if is_torch_sparse_tensor(edge_index):
-        if edge_weight is not None:
-            raise ValueError("'edge_weight' must be None for a sparse "
-                             "adjacency: the weights are its values")
-        if edge_index.dim() != 2 or edge_index.dense_dim() != 0:
-            raise ValueError(f"A sparse adjacency must be a 2-D matrix with "
-                             f"scalar values (got shape "
-                             f"{tuple(edge_index.shape)})")
-        _check_square(edge_index.size(0), edge_index.size(1), num_nodes)
-        adj = edge_index.to_sparse_coo().coalesce()
-        row, col = adj.indices()
-        value = adj.values()
-        _check_weights(value, "The values of the sparse adjacency")
-        return row, col, value
-
-    if edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(f"'edge_index' must have shape [2, num_edges] "
-                         f"(got {list(edge_index.shape)})")
-    if edge_index.is_floating_point() or edge_index.is_complex() \
-            or edge_index.dtype == torch.bool:
-        raise ValueError(f"'edge_index' must hold integer node indices "
-                         f"(got {edge_index.dtype})")
-    edge_index = edge_index.long()
-    if edge_index.numel() > 0:
-        lo, hi = int(edge_index.min()), int(edge_index.max())
-        if lo < 0 or hi >= num_nodes:
-            raise ValueError(f"'edge_index' holds node indices outside "
-                             f"[0, {num_nodes}) (found range [{lo}, {hi}]); "
-                             f"'x' has {num_nodes} rows")
-    num_edges = edge_index.size(1)
-    if edge_weight is None:
-        edge_weight = torch.ones(num_edges, device=edge_index.device,
-                                 dtype=dtype)
-    elif edge_weight.dim() != 1 or edge_weight.numel() != num_edges:
-        raise ValueError(f"'edge_weight' must have shape [{num_edges}] "
-                         f"(one weight per edge), got "
-                         f"{list(edge_weight.shape)}")
-    _check_weights(edge_weight, "'edge_weight'")
-    return edge_index[1], edge_index[0], edge_weight
-
-
-def _check_square(n_rows: int, n_cols: int, num_nodes: int) -> None:
-    if n_rows != n_cols:
-        raise ValueError(f"The sparse adjacency must be square "
-                         f"(got {n_rows} x {n_cols})")
-    if n_rows != num_nodes:
-        raise ValueError(f"The sparse adjacency has size {n_rows} x "
-                         f"{n_cols} but 'x' has {num_nodes} rows")

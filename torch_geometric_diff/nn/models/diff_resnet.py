@@ -8,53 +8,11 @@ from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric.typing import Adj, OptTensor
 
 from torch_geometric_diff.nn.conv import DiffConv
-from torch_geometric_diff.nn.cpu_kernels import cpu_kernels
+from torch_geometric_diff.nn.diffusion.kernels import sparse_linear
 
 
 def _is_sparse(x: Tensor) -> bool:
     return x.layout != torch.strided
-
-
-class _CSRLinear(torch.autograd.Function):
-    r""":math:`\mathbf{X}\mathbf{W}^{\top}` for a constant CSR :math:`\mathbf{X}`
-    with the C++ CPU kernels; the weight gradient
-    :math:`(\mathbf{X}^{\top}\mathbf{G})^{\top}` is scattered row by row,
-    without transposing :math:`\mathbf{X}`."""
-    @staticmethod
-    def forward(ctx, crow: Tensor, col: Tensor, val: Tensor,
-                weight: Tensor) -> Tensor:
-        ctx.save_for_backward(crow, col, val)
-        ctx.in_channels = weight.size(1)
-        ctx.ext = cpu_kernels()  # the same kernels in the backward pass
-        return ctx.ext.csr_mm(crow, col, val, weight.t().contiguous())
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        if not ctx.needs_input_grad[3]:
-            return None, None, None, None
-        crow, col, val = ctx.saved_tensors
-        grad_w = ctx.ext.csr_t_mm(crow, col, val, grad.contiguous(),
-                                  ctx.in_channels)
-        return None, None, None, grad_w.t()
-
-
-def sparse_linear(x: Tensor, lin: Linear) -> Tensor:
-    r"""Applies :obj:`lin` to :obj:`x`, with a sparse-dense product when
-    :obj:`x` is a :obj:`torch.sparse` tensor (COO or CSR). A constant CSR
-    :obj:`x` on CPU goes through the C++ kernels when they are available."""
-    if not _is_sparse(x):
-        return lin(x)
-    w = lin.weight
-    if (x.layout == torch.sparse_csr and x.device.type == 'cpu'
-            and not x.requires_grad and x.dtype == w.dtype
-            and w.dtype in (torch.float32, torch.float64)
-            and x.crow_indices().dtype == torch.int64
-            and cpu_kernels() is not None):
-        out = _CSRLinear.apply(x.crow_indices(), x.col_indices(), x.values(),
-                               w)
-    else:
-        out = torch.sparse.mm(x, w.t())
-    return out + lin.bias if lin.bias is not None else out
 
 
 class DiffResNetGNN(torch.nn.Module):

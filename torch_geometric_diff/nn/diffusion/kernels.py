@@ -1,10 +1,11 @@
-r"""Optional C++ kernels for the fused diffusion engine on CPU.
+r"""Optional C++ kernels on CPU: the diffusion steps of the fused engine and
+the sparse-dense products of :func:`sparse_linear`.
 
 The kernels in ``torch_geometric_diff/csrc/diffuse_cpu.cpp`` are compiled
 once, on first use, with :func:`torch.utils.cpp_extension.load` (it needs a
 C++ compiler and ``ninja``) and cached in ``TORCH_EXTENSIONS_DIR`` (default
 ``~/.cache/torch_extensions``). They compute exactly what the pure PyTorch
-path of :mod:`torch_geometric_diff.nn.diffusion` computes, with the same
+path of :mod:`torch_geometric_diff.nn.diffusion.fused` computes, with the same
 dropout masks bit for bit, in one pass over the node states per step.
 
 Where they cannot be built, or with ``TGD_DISABLE_CPP=1`` in the environment,
@@ -19,10 +20,22 @@ import sys
 from types import ModuleType
 from typing import Optional
 
+import torch
+from torch import Tensor
+from torch.nn import Linear
+
+__all__ = [
+    'cpu_kernels',
+    'cpu_kernels_loaded',
+    'sparse_linear',
+]
+
 logger = logging.getLogger(__name__)
 
-_SOURCE = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'csrc',
-                       'diffuse_cpu.cpp')
+# torch_geometric_diff/csrc/diffuse_cpu.cpp, shipped as package data.
+_PACKAGE = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_SOURCE = os.path.join(_PACKAGE, 'csrc', 'diffuse_cpu.cpp')
 _STATE = {'loaded': False, 'module': None, 'error': None}
 
 
@@ -86,3 +99,48 @@ def cpu_kernels() -> Optional[ModuleType]:
                 'using the PyTorch path (slower, same results)',
                 _STATE['error'].splitlines()[0])
     return _STATE['module']
+
+
+class _CSRLinear(torch.autograd.Function):
+    r""":math:`\mathbf{X}\mathbf{W}^{\top}` for a constant CSR
+    :math:`\mathbf{X}` with the C++ CPU kernels; the weight gradient
+    :math:`(\mathbf{X}^{\top}\mathbf{G})^{\top}` is scattered row by row,
+    without transposing :math:`\mathbf{X}`."""
+    @staticmethod
+    def forward(ctx, crow: Tensor, col: Tensor, val: Tensor,
+                weight: Tensor) -> Tensor:
+        ctx.save_for_backward(crow, col, val)
+        ctx.in_channels = weight.size(1)
+        ctx.ext = cpu_kernels()  # the same kernels in the backward pass
+        return ctx.ext.csr_mm(crow, col, val, weight.t().contiguous())
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        if not ctx.needs_input_grad[3]:
+            return None, None, None, None
+        crow, col, val = ctx.saved_tensors
+        grad_w = ctx.ext.csr_t_mm(crow, col, val, grad.contiguous(),
+                                  ctx.in_channels)
+        return None, None, None, grad_w.t()
+
+
+def sparse_linear(x: Tensor, lin: Linear) -> Tensor:
+    r"""Applies :obj:`lin` to :obj:`x`, with a sparse-dense product when
+    :obj:`x` is a :obj:`torch.sparse` tensor (COO or CSR). A constant CSR
+    :obj:`x` on CPU goes through the C++ kernels when they are available.
+    A sparse :obj:`x` needs only :obj:`lin.weight` and :obj:`lin.bias`, so any
+    module holding an :math:`(O, I)` weight and an :math:`(O,)` bias (or
+    :obj:`None`) qualifies."""
+    if x.layout == torch.strided:
+        return lin(x)
+    w = lin.weight
+    if (x.layout == torch.sparse_csr and x.device.type == 'cpu'
+            and not x.requires_grad and x.dtype == w.dtype
+            and w.dtype in (torch.float32, torch.float64)
+            and x.crow_indices().dtype == torch.int64
+            and cpu_kernels() is not None):
+        out = _CSRLinear.apply(x.crow_indices(), x.col_indices(), x.values(),
+                               w)
+    else:
+        out = torch.sparse.mm(x, w.t())
+    return out + lin.bias if lin.bias is not None else out

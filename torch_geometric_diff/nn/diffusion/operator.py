@@ -1,0 +1,287 @@
+r"""From a graph to the diffusion operator
+:math:`\mathbf{M} = \mathbf{I} - \gamma\mathbf{L}`.
+
+:func:`graph_entries` validates a graph given as :obj:`edge_index` (with
+optional weights) or as a sparse adjacency and returns its entries;
+:func:`build_operator` turns them into a :class:`DiffusionOperator`, which
+holds the identity and the Laplacian
+:math:`\mathbf{L} = \mathrm{diag}(\hat{\mathbf{A}}\mathbf{1}) -
+\hat{\mathbf{A}}` on one sparsity pattern; :func:`operator_values` is the
+one place where the values of :math:`\mathbf{M}` are assembled from them.
+"""
+import warnings
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from torch_geometric.typing import Adj, OptTensor, SparseTensor
+from torch_geometric.utils import is_torch_sparse_tensor
+
+from torch_geometric_diff.nn.diffusion.dropout import dropout_scale
+from torch_geometric_diff.nn.diffusion.spectrum import estimate_lambda_max
+
+__all__ = [
+    'DiffusionOperator',
+    'build_operator',
+    'graph_entries',
+    'operator_values',
+]
+
+
+def operator_values(ival: Tensor, lval: Tensor, gamma: Tensor,
+                    dropout: float = 0.0) -> Tensor:
+    r"""The values of :math:`\mathbf{M} = \mathbf{I} - \gamma\mathbf{L}`,
+    ``ival - gamma * lval`` on the pattern of :obj:`ival` and :obj:`lval`,
+    times :math:`1 / (1 - p)` for :obj:`dropout` :math:`p > 0`, so that one
+    product applies a step of inverted dropout's scaling too.
+    Differentiable in all three tensors."""
+    vals = ival - gamma.to(lval.dtype) * lval
+    return vals * dropout_scale(dropout) if dropout > 0 else vals
+
+
+@dataclass
+class DiffusionOperator:
+    r"""The graph part of :math:`\mathbf{M} = \mathbf{I} - \gamma\mathbf{L}`.
+
+    Two forms of the same matrix are kept. The CSR form drives the fused
+    engine. The edge-list form (loop-free input edges in input order, then
+    one diagonal entry per node, as PyG's explain machinery expects) drives
+    :meth:`~torch_geometric.nn.conv.MessagePassing.propagate` when gradients
+    must reach the edge weights.
+
+    The values of :math:`\mathbf{M}` are ``ival - gamma * lval`` (see
+    :func:`operator_values`), where ``ival`` is the identity and ``lval`` the
+    Laplacian on the same pattern.
+    """
+    num_nodes: int
+    # Edge-list form: edge_index[0] = source j, edge_index[1] = target i.
+    edge_index: Tensor
+    edge_ival: Tensor
+    edge_lval: Tensor
+    # CSR form of M (rows = targets), coalesced.
+    crow: Tensor
+    col: Tensor
+    ival: Tensor
+    lval: Tensor
+    # CSR form of M^T as a permutation of the values, or None if symmetric.
+    crow_t: Optional[Tensor]
+    col_t: Optional[Tensor]
+    perm_t: Optional[Tensor]
+    lambda_max: float
+
+    @property
+    def symmetric(self) -> bool:
+        return self.perm_t is None
+
+    def csr(self, values: Tensor, transpose: bool = False) -> Tensor:
+        r"""A :obj:`torch.sparse_csr` matrix with this pattern."""
+        n = self.num_nodes
+        if transpose and self.perm_t is not None:
+            return _csr(self.crow_t, self.col_t, values[self.perm_t], n)
+        return _csr(self.crow, self.col, values, n)
+
+    def matrix(self, gamma: Tensor, dropout: float = 0.0,
+               dtype: Optional[torch.dtype] = None) -> Tensor:
+        r""":math:`\mathbf{M}` (times :math:`1 / (1 - p)`) as a
+        :obj:`torch.sparse_csr` matrix of :obj:`dtype`."""
+        dtype = dtype or self.lval.dtype
+        return self.csr(
+            operator_values(self.ival.to(dtype), self.lval.to(dtype), gamma,
+                            dropout))
+
+    def edge_values(self, gamma: Tensor, dropout: float = 0.0,
+                    dtype: Optional[torch.dtype] = None) -> Tensor:
+        r"""The values of :math:`\mathbf{M}` (times :math:`1 / (1 - p)`) on
+        :obj:`edge_index`, differentiable in the edge weights."""
+        dtype = dtype or self.edge_lval.dtype
+        return operator_values(self.edge_ival.to(dtype),
+                               self.edge_lval.to(dtype), gamma, dropout)
+
+
+def _csr(crow: Tensor, col: Tensor, values: Tensor, n: int) -> Tensor:
+    return torch.sparse_csr_tensor(crow, col, values, (n, n),
+                                   check_invariants=False)
+
+
+def _silence_csr_notices() -> None:
+    # PyTorch prints its "sparse CSR is in beta" and "invariant checks are
+    # disabled" notices once per process; spend them here, silently.
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)
+        _csr(torch.zeros(2, dtype=torch.long),
+             torch.zeros(1, dtype=torch.long), torch.ones(1), 1)
+
+
+_silence_csr_notices()
+
+
+def _compress(row: Tensor, n: int) -> Tensor:
+    crow = row.new_zeros(n + 1)
+    torch.cumsum(torch.bincount(row, minlength=n), 0, out=crow[1:])
+    return crow
+
+
+def build_operator(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int,
+                   normalize: Optional[str] = 'sym',
+                   add_self_loops: bool = True,
+                   lambda_iters: int = 50) -> DiffusionOperator:
+    r"""Builds :math:`\hat{\mathbf{A}}` and :math:`\mathbf{L}` from the
+    entries :math:`A_{ij}` = ``weight`` at (``row`` = target :math:`i`,
+    ``col`` = source :math:`j`). Duplicate entries are summed and self-loops
+    already in the input count towards :math:`A_{ii}`; with
+    :obj:`add_self_loops`, one unit self-loop is added on top, as the paper's
+    ``adj + I``. The construction is differentiable in ``weight``.
+    :math:`\lambda_{\max}(\mathbf{L})` is estimated with
+    :obj:`lambda_iters` power iterations.
+    """
+    n = num_nodes
+    loop = row == col
+    off = ~loop
+    r, c, w = row[off], col[off], weight[off]
+    a_diag = weight.new_zeros(n).index_add(0, row[loop], weight[loop])
+    if add_self_loops and normalize is not None:
+        a_diag = a_diag + 1.0
+
+    if normalize is None:
+        a_off = w
+    else:
+        deg = a_diag.index_add(0, r, w)  # Row sums of A (+ I).
+        if normalize == 'sym':
+            dis = deg.pow(-0.5)
+            dis = dis.masked_fill(torch.isinf(dis), 0.)
+            a_off = (dis[r] * dis[c]) * w  # Exactly symmetric if w is.
+            a_diag = dis * dis * a_diag
+        elif normalize == 'rw':
+            dinv = deg.reciprocal()
+            dinv = dinv.masked_fill(torch.isinf(dinv), 0.)
+            a_off = dinv[r] * w
+            a_diag = dinv * a_diag
+        else:
+            raise ValueError(f"Unknown normalization '{normalize}'")
+    d_hat = a_diag.index_add(0, r, a_off)  # \hat{A} 1
+
+    nodes = torch.arange(n, device=row.device)
+    edge_index = torch.stack([torch.cat([c, nodes]), torch.cat([r, nodes])])
+    edge_ival = torch.cat([w.new_zeros(r.numel()), w.new_ones(n)])
+    edge_lval = torch.cat([-a_off, d_hat - a_diag])
+
+    # Coalesce into CSR; all diagonal entries stay in the pattern.
+    with torch.no_grad():
+        key = edge_index[1] * n + edge_index[0]
+        key, inv = torch.unique(key, sorted=True, return_inverse=True)
+        ival = edge_ival.new_zeros(key.numel()).index_add_(
+            0, inv, edge_ival.detach())
+        lval = edge_lval.new_zeros(key.numel()).index_add_(
+            0, inv, edge_lval.detach())
+        crow_row, ccol = key // n, key % n
+        crow = _compress(crow_row, n)
+
+        key_t = ccol * n + crow_row
+        perm_t = torch.argsort(key_t)
+        crow_t = col_t = None
+        if not (torch.equal(key_t[perm_t], key)
+                and torch.equal(lval[perm_t], lval)):
+            crow_t = _compress(ccol[perm_t], n)
+            col_t = crow_row[perm_t]
+        else:
+            perm_t = None
+        op = DiffusionOperator(n, edge_index, edge_ival, edge_lval, crow, ccol,
+                               ival, lval, crow_t, col_t, perm_t, 0.0)
+        op.lambda_max = estimate_lambda_max(op, lambda_iters)
+    return op
+
+
+# Graph input validation ######################################################
+
+
+def graph_entries(
+    edge_index: Adj,
+    num_nodes: int,
+    edge_weight: OptTensor = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    r"""Returns the validated entries (row = target, col = source, weight)
+    of the adjacency matrix given as :obj:`edge_index` (with optional
+    :obj:`edge_weight`, else unit weights of :obj:`dtype`) or as a sparse
+    :obj:`adj_t` (:class:`torch_sparse.SparseTensor` or :obj:`torch.sparse`).
+    Raises :class:`ValueError` naming the argument on bad input."""
+    if isinstance(edge_index, SparseTensor):
+        if edge_weight is not None:
+            raise ValueError("'edge_weight' must be None for a sparse "
+                             "adjacency: the weights are its values")
+        n_rows, n_cols = edge_index.sparse_sizes()
+        _check_square(n_rows, n_cols, num_nodes)
+        row, col, value = edge_index.coo()
+        if value is None:
+            value = torch.ones(row.numel(), device=row.device, dtype=dtype)
+        _check_weights(value, "The values of the sparse adjacency")
+        return row, col, value
+
+    if not isinstance(edge_index, Tensor):
+        raise ValueError(f"'edge_index' must be a tensor or a SparseTensor "
+                         f"(got {type(edge_index).__name__})")
+
+    if is_torch_sparse_tensor(edge_index):
+        if edge_weight is not None:
+            raise ValueError("'edge_weight' must be None for a sparse "
+                             "adjacency: the weights are its values")
+        if edge_index.dim() != 2 or edge_index.dense_dim() != 0:
+            raise ValueError(f"A sparse adjacency must be a 2-D matrix with "
+                             f"scalar values (got shape "
+                             f"{tuple(edge_index.shape)})")
+        _check_square(edge_index.size(0), edge_index.size(1), num_nodes)
+        adj = edge_index.to_sparse_coo().coalesce()
+        row, col = adj.indices()
+        value = adj.values()
+        _check_weights(value, "The values of the sparse adjacency")
+        return row, col, value
+
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"'edge_index' must have shape [2, num_edges] "
+                         f"(got {list(edge_index.shape)})")
+    if edge_index.is_floating_point() or edge_index.is_complex() \
+            or edge_index.dtype == torch.bool:
+        raise ValueError(f"'edge_index' must hold integer node indices "
+                         f"(got {edge_index.dtype})")
+    edge_index = edge_index.long()
+    if edge_index.numel() > 0:
+        lo, hi = int(edge_index.min()), int(edge_index.max())
+        if lo < 0 or hi >= num_nodes:
+            raise ValueError(f"'edge_index' holds node indices outside "
+                             f"[0, {num_nodes}) (found range [{lo}, {hi}]); "
+                             f"'x' has {num_nodes} rows")
+    num_edges = edge_index.size(1)
+    if edge_weight is None:
+        edge_weight = torch.ones(num_edges, device=edge_index.device,
+                                 dtype=dtype)
+    elif edge_weight.dim() != 1 or edge_weight.numel() != num_edges:
+        raise ValueError(f"'edge_weight' must have shape [{num_edges}] "
+                         f"(one weight per edge), got "
+                         f"{list(edge_weight.shape)}")
+    _check_weights(edge_weight, "'edge_weight'")
+    return edge_index[1], edge_index[0], edge_weight
+
+
+def _check_weights(weight: Tensor, what: str) -> None:
+    if not weight.is_floating_point():
+        raise ValueError(f"{what} must be floating point "
+                         f"(got {weight.dtype})")
+    if weight.numel() > 0:
+        w = weight.detach()
+        if not bool(torch.isfinite(w).all()):
+            raise ValueError(f"{what} holds non-finite values")
+        if bool((w < 0).any()):
+            raise ValueError(f"{what} holds negative values "
+                             f"(min {float(w.min()):g}); diffusion needs "
+                             f"non-negative weights")
+
+
+def _check_square(n_rows: int, n_cols: int, num_nodes: int) -> None:
+    if n_rows != n_cols:
+        raise ValueError(f"The sparse adjacency must be square "
+                         f"(got {n_rows} x {n_cols})")
+    if n_rows != num_nodes:
+        raise ValueError(f"The sparse adjacency has size {n_rows} x "
+                         f"{n_cols} but 'x' has {num_nodes} rows")
