@@ -21,16 +21,19 @@ if __name__ == '__main__':  # run as a script: import `benchmarks` from the repo
     sys.path[0] = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 import argparse
-import csv
 import functools
-import json
 import os
 import time
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 import numpy as np
 from tqdm import tqdm
 
+from benchmarks.common import JSONLResults, environment_info
+from benchmarks.common.cli import (UsageError, check_output_dir,
+                                   check_threads, nonnegative_float,
+                                   nonnegative_int, positive_float,
+                                   positive_int, run_main)
 from benchmarks.fewshot import (
     FewShotFeatures,
     clustered_features,
@@ -43,19 +46,9 @@ from benchmarks.fewshot import (
     save_features,
     simple_shot,
 )
-from benchmarks.common import (
-    JSONLResults,
-    environment_info,
-    num_threads,
-)
+from benchmarks.fewshot.report import LABELS, write_summary
 
 METHODS = ('simpleshot', 'laplacianshot', 'residual', 'diffusion')
-LABELS = {
-    'simpleshot': 'SimpleShot (CL2N)',
-    'laplacianshot': 'LaplacianShot',
-    'residual': 'Residual head, no diffusion',
-    'diffusion': 'Diff-ResNet head',
-}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -67,39 +60,42 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='built-in feature sets (default: both when no '
                    '--features is given)')
     p.add_argument('--out', required=True, help='output folder')
-    p.add_argument('--way', type=int, default=5)
-    p.add_argument('--shot', type=int, nargs='+', default=[1, 5])
-    p.add_argument('--query', type=int, default=15)
-    p.add_argument('--episodes', type=int, default=600)
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--way', type=positive_int, default=5)
+    p.add_argument('--shot', type=positive_int, nargs='+', default=[1, 5])
+    p.add_argument('--query', type=positive_int, default=15)
+    p.add_argument('--episodes', type=positive_int, default=600)
+    p.add_argument('--seed', type=nonnegative_int, default=0)
     p.add_argument('--methods', nargs='+', default=list(METHODS),
                    choices=METHODS)
     # Diffusion head (defaults: official code, n_top=8 / sigma=4 there).
-    p.add_argument('--k', type=int, default=6, help='neighbours per node')
-    p.add_argument('--sigma-k', type=int, default=3,
+    p.add_argument('--k', type=positive_int, default=6,
+                   help='neighbours per node')
+    p.add_argument('--sigma-k', type=positive_int, default=3,
                    help='sigma_i = distance to this neighbour')
-    p.add_argument('--num-steps', type=int, default=6)
-    p.add_argument('--step-size', type=float, default=0.5)
-    p.add_argument('--epochs', type=int, default=100)
-    p.add_argument('--lr', type=float, default=0.1)
+    p.add_argument('--num-steps', type=nonnegative_int, default=6)
+    p.add_argument('--step-size', type=positive_float, default=0.5)
+    p.add_argument('--epochs', type=nonnegative_int, default=100)
+    p.add_argument('--lr', type=positive_float, default=0.1)
     p.add_argument('--no-shift', action='store_true',
                    help='skip the cross-domain shift of the query')
     # LaplacianShot.
-    p.add_argument('--lam', type=float, default=0.5)
-    p.add_argument('--knn', type=int, default=3)
-    p.add_argument('--base-classes', type=int, nargs='*',
+    p.add_argument('--lam', type=nonnegative_float, default=0.5)
+    p.add_argument('--knn', type=positive_int, default=3)
+    p.add_argument('--base-classes', type=nonnegative_int, nargs='*',
                    default=[0, 1, 2, 3, 4],
                    help='digits used only for the centering mean')
     p.add_argument('--save-features', default=None,
                    help='also write each built-in set as <this>_<name>.npz')
-    p.add_argument('--threads', type=int, default=1,
+    p.add_argument('--threads', type=positive_int, default=1,
                    help='torch threads (1 is fastest for these tiny models '
                    'on a shared CPU)')
     p.add_argument('--no-progress', action='store_true')
     return p.parse_args(argv)
 
 
-def load_sets(args) -> Dict[str, FewShotFeatures]:
+def load_sets(args: argparse.Namespace) -> Dict[str, FewShotFeatures]:
+    r"""The built-in sets asked for (both when no file is given), then the
+    feature files, by name."""
     sets: Dict[str, FewShotFeatures] = {}
     names = args.dataset or ([] if args.features else ['digits', 'clustered'])
     for name in names:
@@ -108,15 +104,17 @@ def load_sets(args) -> Dict[str, FewShotFeatures]:
         else:
             sets[name] = clustered_features(seed=args.seed)
         if args.save_features:
-            save_features(f'{args.save_features}_{name}.npz',
-                          *sets[name])
+            save_features(f'{args.save_features}_{name}.npz', *sets[name])
     for path in args.features:
         name = os.path.splitext(os.path.basename(path))[0]
         sets[name] = load_features(path)
     return sets
 
 
-def make_methods(args, episode_seed: List[int]) -> Dict[str, callable]:
+def make_methods(args: argparse.Namespace,
+                 episode_seed: List[int]) -> Dict[str, Callable]:
+    r"""The methods of :obj:`args.methods`; each call of a diffusion head
+    takes the next seed of :obj:`episode_seed[0]` for its init."""
     def head(num_steps):
         def run_head(s, y, q, n_way):
             episode_seed[0] += 1  # A fresh, reproducible init per episode.
@@ -138,13 +136,10 @@ def make_methods(args, episode_seed: List[int]) -> Dict[str, callable]:
     return {m: table[m] for m in args.methods}
 
 
-def main(argv=None) -> List[dict]:
-    args = parse_args(argv)
-    with num_threads(args.threads):
-        return run(args)
-
-
-def run(args) -> List[dict]:
+def run(args: argparse.Namespace) -> List[dict]:
+    r"""Evaluates the methods on every set and shot, resuming from
+    ``results.jsonl``, writes the summary and returns one record per
+    (set, shot, method)."""
     os.makedirs(args.out, exist_ok=True)
     results = JSONLResults(os.path.join(args.out, 'results.jsonl'),
                            ['dataset', 'way', 'shot', 'query', 'episodes',
@@ -196,35 +191,23 @@ def run(args) -> List[dict]:
                 print(f"{name:>10} {args.way}-way {shot}-shot "
                       f"{LABELS[m]:<28} {rec['acc']:6.2f} ± "
                       f"{rec['ci95']:.2f}", flush=True)
-    write_summary(args, rows)
+    write_summary(args.out, rows, args.way)
     return rows
 
 
-def write_summary(args, rows: List[dict]) -> None:
-    fields = ['dataset', 'way', 'shot', 'method', 'acc', 'ci95',
-              'diff_vs_simpleshot', 'diff_ci95', 'episodes']
-    with open(os.path.join(args.out, 'summary.csv'), 'w', newline='') as f:
-        w = csv.DictWriter(f, fields, extrasaction='ignore')
-        w.writeheader()
-        w.writerows(rows)
-    with open(os.path.join(args.out, 'summary.json'), 'w') as f:
-        json.dump([{k: r.get(k) for k in fields} for r in rows], f,
-                  indent=1)
-    lines = [
-        f'| data | {args.way}-way | method | accuracy (%) ± 95% CI | '
-        f'paired diff. vs SimpleShot |',
-        '|---|---|---|---|---|',
-    ]
-    for r in rows:
-        diff = ''
-        if r.get('diff_vs_simpleshot') is not None:
-            diff = f"{r['diff_vs_simpleshot']:+.2f} ± {r['diff_ci95']:.2f}"
-        lines.append(f"| {r['dataset']} | {r['shot']}-shot | "
-                     f"{LABELS[r['method']]} | {r['acc']:.2f} ± "
-                     f"{r['ci95']:.2f} | {diff} |")
-    with open(os.path.join(args.out, 'table.md'), 'w') as f:
-        f.write('\n'.join(lines) + '\n')
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    check_output_dir(args.out)
+    for path in args.features:
+        if not os.path.isfile(path):
+            raise UsageError(f"--features: no such file '{path}'")
+    if args.save_features:
+        check_output_dir(os.path.dirname(os.path.abspath(
+            args.save_features)), '--save-features')
+    check_threads(args.threads)
+    run(args)
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_main(main))
