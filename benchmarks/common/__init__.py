@@ -3,7 +3,6 @@ from .splits import (NodeSplit, largest_connected_component, random_split,
                      random_splits, split_seeds, mask_splits)
 from .early_stopping import EarlyStopping, BatchedEarlyStopping
 from .stats import mean_std, confidence_interval, paired_test
-from .threads import num_threads
 
 __all__ = [
     'JSONLResults',
@@ -20,5 +19,4 @@ __all__ = [
     'mean_std',
     'confidence_interval',
     'paired_test',
-    'num_threads',
 ]
