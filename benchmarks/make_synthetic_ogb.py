@@ -24,6 +24,8 @@ import argparse
 import resource
 import time
 
+from benchmarks.common.cli import (UsageError, check_output_dir,
+                                   nonnegative_int, run_main)
 from benchmarks.ogbn.synthetic import (
     OGB_LIKE,
     synthetic_ogb_sizes,
@@ -31,7 +33,7 @@ from benchmarks.ogbn.synthetic import (
 )
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--like', required=True, choices=list(OGB_LIKE))
     parser.add_argument('--scale', type=float, default=1.0,
@@ -39,8 +41,8 @@ def main(argv=None) -> int:
                         'gives the real sizes)')
     parser.add_argument('--root', required=True,
                         help="OGB's root: writes <root>/ogbn_<name>/")
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--decimals', type=int, default=4,
+    parser.add_argument('--seed', type=nonnegative_int, default=0)
+    parser.add_argument('--decimals', type=nonnegative_int, default=4,
                         help='decimals of the feature values')
     parser.add_argument('--compresslevel', type=int, default=1,
                         choices=range(1, 10), metavar='{1..9}',
@@ -49,13 +51,12 @@ def main(argv=None) -> int:
                         help='replace an existing dataset folder')
     parser.add_argument('--dry-run', action='store_true',
                         help='print the sizes only')
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    try:
-        sizes = synthetic_ogb_sizes(args.like, args.scale)
-    except ValueError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    sizes = synthetic_ogb_sizes(args.like, args.scale)  # ValueError: exit 2.
     print(f'{args.like}-like (synthetic), scale {args.scale:g}: '
           f'{sizes.num_nodes:,} nodes, {sizes.num_edges:,} edges, '
           f'{sizes.num_features} features, {sizes.num_classes} classes; '
@@ -63,6 +64,7 @@ def main(argv=None) -> int:
           f'{sizes.num_test:,}', flush=True)
     if args.dry_run:
         return 0
+    check_output_dir(args.root, '--root')
 
     t = time.perf_counter()
     try:
@@ -70,9 +72,8 @@ def main(argv=None) -> int:
                                    seed=args.seed, decimals=args.decimals,
                                    compresslevel=args.compresslevel,
                                    overwrite=args.overwrite, verbose=True)
-    except (ValueError, FileExistsError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+    except FileExistsError as e:
+        raise UsageError(str(e)) from None
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f'Wrote {path} in {time.perf_counter() - t:.1f} s '
           f'(peak RSS {rss:,.0f} MiB)')
@@ -80,4 +81,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_main(main))

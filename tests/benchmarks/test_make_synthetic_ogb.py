@@ -4,6 +4,8 @@ import os.path as osp
 import pytest
 from bench_loader import load_benchmark
 
+from benchmarks.common.cli import run_main
+
 make = load_benchmark('make_synthetic_ogb')
 
 
@@ -27,8 +29,8 @@ def test_cli_writes_layout(tmp_path, capsys):
     assert marker['seed'] == 2 and marker['num_edges'] == 61859
 
     # An existing folder is kept unless --overwrite.
-    assert make.main(['--like', 'ogbn-products', '--scale', '0.001',
-                      '--root', root]) == 2
+    assert run_main(make.main, ['--like', 'ogbn-products', '--scale',
+                                '0.001', '--root', root]) == 2
     assert 'overwrite' in capsys.readouterr().err
     assert make.main(['--like', 'ogbn-products', '--scale', '0.001',
                       '--root', root, '--overwrite']) == 0
@@ -41,8 +43,8 @@ def test_cli_dry_run_and_errors(tmp_path, capsys):
     assert '169,343 nodes, 1,166,243 edges, 128 features, 40 classes' in out
     assert '90,941 / 29,799 / 48,603' in out
     assert not osp.exists(osp.join(str(tmp_path), 'ogbn_arxiv'))
-    assert make.main(['--like', 'ogbn-arxiv', '--root', str(tmp_path),
-                      '--scale', '-1']) == 2
+    assert run_main(make.main, ['--like', 'ogbn-arxiv', '--root',
+                                str(tmp_path), '--scale', '-1']) == 2
     assert 'positive' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         make.main(['--like', 'ogbn-mag', '--root', str(tmp_path)])
