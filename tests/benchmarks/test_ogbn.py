@@ -10,6 +10,15 @@ from bench_loader import load_benchmark
 
 pytest.importorskip('ogb')
 
+from benchmarks.common.cli import run_main  # noqa: E402
+from benchmarks.ogbn.models import (  # noqa: E402
+    apply,
+    build_model,
+    graph_input,
+    layerwise_inference,
+    mean_adj,
+    sym_norm_adj,
+)
 from benchmarks.ogbn.synthetic import (  # noqa: E402
     write_synthetic_ogb, )
 from torch_geometric_diff.loader import BlockedOperator  # noqa: E402
@@ -111,12 +120,12 @@ def small_graph(n=20):
 def test_adjacency_helpers():
     n = 20
     ei = small_graph(n)
-    assert torch.allclose(bench.sym_norm_adj(ei, n).to_dense(),
+    assert torch.allclose(sym_norm_adj(ei, n).to_dense(),
                           dense_sym(ei, n), atol=1e-6)
     a = torch.zeros(n, n)
     a[ei[1], ei[0]] = 1
     mean = a / a.sum(1, keepdim=True).clamp(min=1)
-    assert torch.allclose(bench.mean_adj(ei, n).to_dense(), mean)
+    assert torch.allclose(mean_adj(ei, n).to_dense(), mean)
 
 
 @pytest.mark.parametrize('name', ['gcn', 'sage', 'mlp'])
@@ -126,16 +135,82 @@ def test_baseline_layerwise_inference(name):
     ei = small_graph(n)
     x = torch.randn(n, 6)
     args = bench.parse_args(['--dataset', 'ogbn-arxiv', '--hidden', '8'])
-    model = bench.build_model(name, 6, 4, args, cached=False)
+    model = build_model(name, 6, 4, cached=False,
+                        **bench.model_kwargs(name, args))
     model.train()
-    model(x, bench.graph_input(name, ei, n))  # Update BatchNorm statistics.
+    apply(model, x, graph_input(name, ei, n))  # Update BatchNorm statistics.
     model.eval()
-    graph = bench.graph_input(name, ei, n)
+    graph = graph_input(name, ei, n)
     with torch.no_grad():
-        ref = model(x, graph)
+        ref = apply(model, x, graph)
     op = None if graph is None else BlockedOperator(graph, max_block_nnz=9)
-    out = model.inference(x, op, 'cpu', chunk=7)
+    out = layerwise_inference(model, x, op, 'cpu', chunk_size=7)
     assert torch.allclose(out, ref, atol=1e-5)
+
+
+def _bn_eval(h, bn):
+    # Batch normalization in evaluation mode, from its formula.
+    return (h - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * \
+        bn.weight + bn.bias
+
+
+@pytest.mark.parametrize('name', ['gcn', 'sage', 'mlp'])
+def test_baselines_are_ogbs_layer_order(name):
+    # OGB's arxiv examples: layer, BatchNorm, ReLU (dropout) per hidden
+    # layer, a plain last layer; written here with dense matrices.
+    torch.manual_seed(0)
+    n, x = 20, torch.randn(20, 6)
+    ei = small_graph(n)
+    model = build_model(name, 6, 4, hidden_channels=8, num_layers=3,
+                        dropout=0.5)
+    bns = [getattr(norm, 'module', norm) for norm in model.norms
+           if isinstance(getattr(norm, 'module', norm),
+                         torch.nn.BatchNorm1d)]
+    assert len(bns) == 2
+    for bn in bns:  # Non-trivial running statistics.
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.data.uniform_(0.5, 2)
+        bn.bias.data.uniform_(-1, 1)
+    model.eval()
+    a = torch.zeros(n, n)
+    a[ei[1], ei[0]] = 1
+    h = x
+    for i in range(3):
+        if name == 'gcn':
+            conv = model.convs[i]
+            h = dense_sym(ei, n) @ h @ conv.lin.weight.T + conv.bias
+        elif name == 'sage':
+            conv = model.convs[i]
+            mean = a / a.sum(1, keepdim=True).clamp(min=1)
+            h = conv.lin_l(mean @ h) + h @ conv.lin_r.weight.T
+        else:
+            h = model.lins[i](h)
+        if i < 2:
+            h = torch.relu(_bn_eval(h, bns[i]))
+    with torch.no_grad():
+        out = apply(model, x, graph_input(name, ei, n))
+    assert torch.allclose(out, h, atol=1e-5)
+    model.train()  # Dropout is drawn in training mode.
+    assert not torch.equal(apply(model, x, graph_input(name, ei, n)),
+                           apply(model, x, graph_input(name, ei, n)))
+
+
+def test_usage_errors_exit_2_before_loading(tmp_path, capsys, monkeypatch):
+    base = ['--dataset', 'ogbn-arxiv', '--root', str(tmp_path / 'none'),
+            '--no-download']
+    monkeypatch.delenv('RANK', raising=False)
+    out = str(tmp_path / 'r.jsonl')
+    assert run_main(bench.main, base + ['--ddp', '--device', 'cpu',
+                                        '--out', out]) == 2
+    assert capsys.readouterr().err.startswith('error: --ddp needs torchrun')
+    assert run_main(bench.main, base + ['--device', 'tpu', '--out',
+                                        out]) == 2
+    assert capsys.readouterr().err.startswith("error: --device 'tpu'")
+    assert run_main(bench.main, base + ['--device', 'cpu', '--out',
+                                        str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith('error: --out')
+    assert not osp.exists(out)
 
 
 def test_defaults_and_errors():
@@ -152,15 +227,6 @@ def test_defaults_and_errors():
         bench.parse_args(['--dataset', 'ogbn-arxiv', '--epochs', '0'])
     with pytest.raises(SystemExit):
         bench.parse_args(['--dataset', 'ogbn-mag'])
-
-
-def test_peak_memory():
-    peak = bench.PeakMemory(torch.device('cpu'))
-    peak.reset()
-    block = torch.ones(64 * 2**20 // 4)  # 64 MiB touched.
-    assert peak.rss_mib() > 64
-    del block
-    assert peak.gpu_mib() is None
 
 
 def test_offline_message(tmp_path):
