@@ -34,7 +34,6 @@ connected).
 
 None of this is OGB data. Numbers measured on it are never OGB results.
 """
-import gzip
 import json
 import math
 import os
@@ -44,6 +43,9 @@ from dataclasses import asdict, dataclass
 from typing import Dict, Iterator, Optional
 
 import numpy as np
+
+from benchmarks.ogbn.csv_gz import (format_float_rows, format_int_rows,
+                                   open_gzip, write_int_column)
 
 #: Sizes of the real datasets, from the OGB paper and the processed files.
 OGB_LIKE: Dict[str, Dict] = {
@@ -286,75 +288,6 @@ class _Planted:
             yield np.round(x, decimals)
 
 
-# Vectorised CSV writing ######################################################
-
-
-def format_int_rows(values: np.ndarray) -> bytes:
-    r"""Formats a ``[R, C]`` array of non-negative integers as CSV lines
-    (no header), vectorised: digits are built as a byte matrix, leading zeros
-    are masked out."""
-    values = np.asarray(values, dtype=np.int64)
-    if values.ndim == 1:
-        values = values[:, None]
-    if values.size == 0:
-        return b''
-    if values.min() < 0:
-        raise ValueError('format_int_rows expects non-negative integers')
-    r, c = values.shape
-    vmax = int(values.max())
-    d = max(1, len(str(vmax)))
-    dtype = np.int32 if vmax < 2**31 else np.int64
-    values = values.astype(dtype, copy=False)
-    pw = 10**np.arange(d - 1, -1, -1, dtype=dtype)
-    buf = np.empty((r, c, d + 1), dtype=np.uint8)
-    buf[..., :d] = (values[..., None] // pw) % 10 + 48  # Digits as bytes.
-    buf[..., d] = ord(',')
-    buf[:, -1, d] = ord('\n')
-    ndigits = np.maximum((values[..., None] >= pw).sum(-1), 1)
-    keep = np.ones((r, c, d + 1), dtype=bool)
-    keep[..., :d] = np.arange(d) >= (d - ndigits)[..., None]
-    return buf[keep].tobytes()
-
-
-def format_float_rows(values: np.ndarray, decimals: int = 4) -> bytes:
-    r"""Formats a ``[R, C]`` array with :math:`|x| < 10` as fixed-point CSV
-    lines such as ``-0.0123,0.4500`` (no header), vectorised."""
-    values = np.asarray(values)
-    if values.ndim == 1:
-        values = values[:, None]
-    if values.size == 0:
-        return b''
-    q = np.rint(values.astype(np.float64) * 10**decimals).astype(np.int64)
-    if np.abs(q).max() >= 10**(decimals + 1):
-        raise ValueError('format_float_rows expects |x| < 10')
-    r, c = values.shape
-    a = np.abs(q).astype(np.int32)  # |q| < 10**9.
-    pw = 10**np.arange(decimals, -1, -1, dtype=np.int32)  # Int digit first.
-    w = decimals + 4  # Sign, integer digit, point, decimals, separator.
-    buf = np.empty((r, c, w), dtype=np.uint8)
-    buf[..., 0] = ord('-')
-    digits = (a[..., None] // pw) % 10 + 48
-    buf[..., 1] = digits[..., 0]
-    buf[..., 2] = ord('.')
-    buf[..., 3:w - 1] = digits[..., 1:]
-    buf[..., w - 1] = ord(',')
-    buf[:, -1, w - 1] = ord('\n')
-    keep = np.ones((r, c, w), dtype=bool)
-    keep[..., 0] = q < 0
-    return buf[keep].tobytes()
-
-
-def _gzip(path: str, level: int) -> gzip.GzipFile:
-    # mtime=0 makes the output byte-for-byte reproducible.
-    return gzip.GzipFile(path, 'wb', compresslevel=level, mtime=0)
-
-
-def _write_int_column(path: str, values: np.ndarray, level: int) -> None:
-    with _gzip(path, level) as f:
-        for j in range(0, max(values.shape[0], 1), 1 << 18):
-            f.write(format_int_rows(values[j:j + (1 << 18)]))
-
-
 # Public API ##################################################################
 
 
@@ -437,26 +370,26 @@ def write_synthetic_ogb(
     log(f'Sampling {sizes.num_edges:,} edges on {sizes.num_nodes:,} nodes')
     keys = planted.edge_keys()
     log('Writing raw/edge.csv.gz')
-    with _gzip(osp.join(raw, 'edge.csv.gz'), compresslevel) as f:
+    with open_gzip(osp.join(raw, 'edge.csv.gz'), compresslevel) as f:
         for rows in planted.edges(keys):
             f.write(format_int_rows(rows))
     del keys
     log('Writing raw/node-feat.csv.gz')
-    with _gzip(osp.join(raw, 'node-feat.csv.gz'), compresslevel) as f:
+    with open_gzip(osp.join(raw, 'node-feat.csv.gz'), compresslevel) as f:
         for x in planted.features(decimals):
             for j in range(0, x.shape[0], 1 << 13):
                 f.write(format_float_rows(x[j:j + (1 << 13)], decimals))
-    _write_int_column(osp.join(raw, 'node-label.csv.gz'), planted.y,
+    write_int_column(osp.join(raw, 'node-label.csv.gz'), planted.y,
                       compresslevel)
     if planted.year is not None:
-        _write_int_column(osp.join(raw, 'node_year.csv.gz'), planted.year,
+        write_int_column(osp.join(raw, 'node_year.csv.gz'), planted.year,
                           compresslevel)
-    _write_int_column(osp.join(raw, 'num-node-list.csv.gz'),
+    write_int_column(osp.join(raw, 'num-node-list.csv.gz'),
                       np.array([sizes.num_nodes]), compresslevel)
-    _write_int_column(osp.join(raw, 'num-edge-list.csv.gz'),
+    write_int_column(osp.join(raw, 'num-edge-list.csv.gz'),
                       np.array([sizes.num_edges]), compresslevel)
     for key, idx in planted.split.items():
-        _write_int_column(osp.join(split_dir, f'{key}.csv.gz'), idx,
+        write_int_column(osp.join(split_dir, f'{key}.csv.gz'), idx,
                           compresslevel)
     with open(osp.join(path, 'RELEASE_v1.txt'), 'w') as f:
         f.write(f'Synthetic {like}-like data written by torch_geometric_diff '
@@ -519,6 +452,4 @@ __all__ = [
     'ogb_dir_name',
     'ogb_meta_dict',
     'read_synthetic_marker',
-    'format_int_rows',
-    'format_float_rows',
 ]

@@ -9,10 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.ogbn.loading import ogb_safe_loading
+from benchmarks.ogbn.csv_gz import format_float_rows, format_int_rows
 from benchmarks.ogbn.synthetic import (
     OGB_LIKE,
-    format_float_rows,
-    format_int_rows,
     ogb_meta_dict,
     read_synthetic_marker,
     synthetic_ogb_data,
