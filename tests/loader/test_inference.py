@@ -5,8 +5,7 @@ from torch_geometric.utils import to_undirected
 from torch_geometric_diff import DiffResNetGNN
 from torch_geometric_diff.loader import (
     BlockedOperator,
-    diff_resnet_layerwise_inference,
-    diff_resnet_operator,
+    apply_in_chunks,
     place_operator,
 )
 
@@ -49,9 +48,45 @@ def test_place_operator_cpu():
         place_operator(dense, 'cpu', 'gpu')
 
 
+def test_power_and_channel_chunks_against_dense():
+    gen = torch.Generator().manual_seed(2)
+    dense = torch.rand(17, 17, generator=gen, dtype=torch.float64)
+    dense[dense < 0.6] = 0
+    x = torch.randn(17, 5, generator=gen, dtype=torch.float64)
+    op = BlockedOperator(dense.to_sparse_csr(), max_block_nnz=20)
+    ref = torch.linalg.matrix_power(dense, 3) @ x
+    assert torch.allclose(op.power(x, 3), ref, atol=1e-12)
+    assert torch.allclose(op.power(x, 3, 'cpu', channel_chunk=2), ref,
+                          atol=1e-12)
+    assert torch.equal(op.power(x, 0), x)
+    with pytest.raises(ValueError, match='channel_chunk'):
+        op.power(x, 1, channel_chunk=0)
+
+
+@pytest.mark.parametrize('layout', ['dense', 'coo', 'csr'])
+def test_apply_in_chunks(layout):
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(11, 4, generator=gen)
+    x[x < 0.5] = 0
+    x[3] = 0  # An empty row.
+    inp = {'dense': x, 'coo': x.to_sparse(), 'csr': x.to_sparse_csr()}[layout]
+    w = torch.randn(4, 2, generator=gen)
+    seen = []
+
+    def fn(chunk):
+        seen.append(chunk.size(0))
+        return chunk.to_dense() @ w
+
+    out = apply_in_chunks(fn, inp, 4, 'cpu')
+    assert seen == [4, 4, 3]
+    assert torch.allclose(out, x @ w)
+    with pytest.raises(ValueError, match='chunk_size'):
+        apply_in_chunks(fn, inp, 0, 'cpu')
+
+
 @pytest.mark.parametrize('hidden,num_blocks', [(None, 1), (16, 1), (16, 2),
                                                (3, 1)])
-def test_layerwise_equals_forward(hidden, num_blocks):
+def test_inference_equals_forward(hidden, num_blocks):
     torch.manual_seed(0)
     n = 60
     edge_index = random_graph(n)
@@ -59,23 +94,39 @@ def test_layerwise_equals_forward(hidden, num_blocks):
     model = DiffResNetGNN(8, 5, hidden_channels=hidden, num_steps=6,
                           step_size=0.4, dropout=0.3, num_blocks=num_blocks)
     model.train()
-    out = diff_resnet_layerwise_inference(model, x, edge_index, 'cpu',
-                                          chunk_size=7, max_block_nnz=40)
+    out = model.inference(x, edge_index, device='cpu', chunk_size=7,
+                          max_block_nnz=40)
     assert model.training  # Mode restored.
     model.eval()
     with torch.no_grad():
         ref = model(x, edge_index)
     assert out.shape == (n, 5)
     assert torch.allclose(out, ref, atol=1e-5)
-    out = diff_resnet_layerwise_inference(model, x, edge_index, 'cpu',
-                                          channel_chunk=2)
+    out = model.inference(x, edge_index, channel_chunk=2)
     assert torch.allclose(out, ref, atol=1e-5)
     with pytest.raises(ValueError, match='channel_chunk'):
-        diff_resnet_layerwise_inference(model, x, edge_index, 'cpu',
-                                        channel_chunk=0)
+        model.inference(x, edge_index, channel_chunk=0)
+    with pytest.raises(ValueError, match='chunk_size'):
+        model.inference(x, edge_index, chunk_size=0)
 
 
-def test_layerwise_against_dense_formula():
+def test_inference_sparse_input_and_edge_weight():
+    torch.manual_seed(2)
+    n = 40
+    edge_index = random_graph(n, 150, seed=2)
+    weight = torch.rand(edge_index.size(1)) + 0.1
+    x = torch.rand(n, 12) * (torch.rand(n, 12) < 0.3)
+    model = DiffResNetGNN(12, 3, num_steps=4, step_size=0.3).eval()
+    with torch.no_grad():
+        ref = model(x, edge_index, weight)
+        unweighted = model(x, edge_index)
+    assert not torch.allclose(ref, unweighted, atol=1e-3)
+    for inp in (x, x.to_sparse(), x.to_sparse_csr()):
+        out = model.inference(inp, edge_index, weight, chunk_size=9)
+        assert torch.allclose(out, ref, atol=1e-5)
+
+
+def test_inference_against_dense_formula():
     torch.manual_seed(1)
     n = 30
     edge_index = random_graph(n, 80)
@@ -95,8 +146,9 @@ def test_layerwise_against_dense_formula():
         h = model.lin_in(x)
         h = h + torch.relu(model.lins[0](h))
         ref = model.lin_out(torch.linalg.matrix_power(m, 3) @ h)
-    op = diff_resnet_operator(model, edge_index, n, 'cpu')
+    op = model.blocked_operator(edge_index, n, 'cpu')
     assert torch.allclose(op.matmul(torch.eye(n)), m, atol=1e-6)
-    out = diff_resnet_layerwise_inference(model, x, edge_index, 'cpu',
-                                          operator=op)
+    out = model.inference(x, edge_index, operator=op)
     assert torch.allclose(out, ref, atol=1e-5)
+    with pytest.raises(ValueError, match='operator'):
+        model.inference(x[:20], edge_index, operator=op)

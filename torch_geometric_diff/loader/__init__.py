@@ -7,12 +7,7 @@ from .partition import (
     partition_graph,
     random_partition,
 )
-from .inference import (
-    BlockedOperator,
-    diff_resnet_layerwise_inference,
-    diff_resnet_operator,
-    place_operator,
-)
+from .inference import BlockedOperator, apply_in_chunks, place_operator
 
 __all__ = [
     'PARTITION_METHODS',
@@ -23,6 +18,5 @@ __all__ = [
     'random_partition',
     'BlockedOperator',
     'place_operator',
-    'diff_resnet_layerwise_inference',
-    'diff_resnet_operator',
+    'apply_in_chunks',
 ]

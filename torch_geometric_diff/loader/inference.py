@@ -1,13 +1,14 @@
-r"""Full-graph, layer-wise inference for graphs that do not fit a device.
+r"""Tools for full-graph, layer-wise inference on graphs that do not fit a
+device (see :meth:`~torch_geometric_diff.nn.DiffResNetGNN.inference`).
 
 Node-wise layers (linear maps, activations) run on the device in chunks of
-nodes. Propagation runs through a :class:`BlockedOperator`: the sparse
-matrix stays in host memory, split into row blocks, and each block is moved
-to the device only while it is multiplied. Device memory is then bounded by
-the node states (:math:`N \times C` after the output projection) plus one
-block, instead of the whole graph and every intermediate activation.
+nodes (:func:`apply_in_chunks`). Propagation runs through a
+:class:`BlockedOperator`: the sparse matrix stays in host memory, split into
+row blocks, and each block is moved to the device only while it is
+multiplied. Device memory is then bounded by the node states plus one block,
+instead of the whole graph and every intermediate activation.
 """
-from typing import List, Optional, Union
+from typing import Callable, List, Optional, Union
 
 import torch
 from torch import Tensor
@@ -85,6 +86,40 @@ class BlockedOperator:
             out[start:end] = block @ x
         return out
 
+    def power(self, x: Tensor, num_steps: int,
+              device: Optional[Device] = None,
+              channel_chunk: Optional[int] = None) -> Tensor:
+        r"""Returns :math:`\mathbf{A}^{k}\mathbf{X}` for :math:`k` =
+        :obj:`num_steps`, on :obj:`x.device`.
+
+        Args:
+            x (torch.Tensor): The dense operand.
+            num_steps (int): The power :math:`k \geq 0`.
+            device (torch.device or str, optional): Where the products run
+                with :obj:`channel_chunk`. (default: :obj:`x.device`)
+            channel_chunk (int, optional): If set, :obj:`x` stays where it is
+                and :obj:`channel_chunk` columns at a time are moved to
+                :obj:`device` and multiplied there (the columns are
+                independent), so that :obj:`device` holds
+                :math:`N \times` :obj:`channel_chunk` values only.
+                (default: :obj:`None`)
+        """
+        if channel_chunk is None:
+            for _ in range(num_steps):
+                x = self.matmul(x)
+            return x
+        if channel_chunk < 1:
+            raise ValueError(f"'channel_chunk' must be positive "
+                             f"(got {channel_chunk})")
+        device = x.device if device is None else torch.device(device)
+        out = torch.empty_like(x)
+        for c in range(0, x.size(1), channel_chunk):
+            part = x[:, c:c + channel_chunk].to(device)
+            for _ in range(num_steps):
+                part = self.matmul(part)
+            out[:, c:c + channel_chunk] = part.to(out.device)
+        return out
+
     def to(self, device: Device) -> 'BlockedOperator':
         r"""Moves all blocks to :obj:`device` (when they fit)."""
         self.blocks = [b.to(device) for b in self.blocks]
@@ -133,124 +168,47 @@ def place_operator(matrix: Tensor, device: Device,
     return op.to(device)
 
 
-def _chunked(fn, x: Tensor, device: torch.device, chunk_size: int,
-             out_device: torch.device) -> Tensor:
-    outs = [fn(x[i:i + chunk_size].to(device)).to(out_device)
-            for i in range(0, x.size(0), chunk_size)]
-    return torch.cat(outs) if outs else x.new_empty(0, 0)
+def _rows(x: Tensor, start: int, end: int) -> Tensor:
+    # Rows [start, end) of a dense, sparse COO or sparse CSR matrix.
+    if x.layout == torch.strided:
+        return x[start:end]
+    if x.layout == torch.sparse_coo:
+        return x.narrow_copy(0, start, end - start)
+    if x.layout == torch.sparse_csr:
+        crow = x.crow_indices()
+        lo, hi = int(crow[start]), int(crow[end])
+        return torch.sparse_csr_tensor(crow[start:end + 1] - lo,
+                                       x.col_indices()[lo:hi],
+                                       x.values()[lo:hi],
+                                       (end - start, x.size(1)))
+    raise ValueError(f"'x' has an unsupported layout ({x.layout})")
 
 
-@torch.no_grad()
-def diff_resnet_layerwise_inference(
-    model: torch.nn.Module,
-    x: Tensor,
-    edge_index: Tensor,
-    device: Optional[Device] = None,
-    chunk_size: int = 2**16,
-    operator_device: str = 'auto',
-    max_block_nnz: int = 2**26,
-    operator: Optional[BlockedOperator] = None,
-    channel_chunk: Optional[int] = None,
-) -> Tensor:
-    r"""Evaluation-mode output of a
-    :class:`~torch_geometric_diff.nn.DiffResNetGNN` on the full graph,
-    computed layer by layer: node-wise layers in chunks of
-    :obj:`chunk_size` nodes on :obj:`device`, the :math:`K` diffusion steps
-    :math:`\mathbf{H} \leftarrow \mathbf{M}\mathbf{H}` with
-    :math:`\mathbf{M} = \mathbf{I} - \gamma\mathbf{L}` through a
-    :class:`BlockedOperator`. As in the model's own evaluation pass, the
-    output projection is applied before the last diffusion (they commute),
-    so the last :math:`K` products act on :math:`C` channels. Equals
-    ``model.eval()(x, edge_index)`` up to floating-point rounding.
-
-    Args:
-        model (DiffResNetGNN): The model.
-        x (torch.Tensor): Node features :math:`(N, F)`, on the CPU.
-        edge_index (torch.Tensor): The graph, on the CPU.
-        device (torch.device or str, optional): The compute device; the
-            model's device if :obj:`None`. (default: :obj:`None`)
-        chunk_size (int, optional): Nodes per node-wise chunk.
-            (default: :obj:`2**16`)
-        operator_device (str, optional): See :func:`place_operator`.
-            (default: :obj:`"auto"`)
-        max_block_nnz (int, optional): See :class:`BlockedOperator`.
-            (default: :obj:`2**26`)
-        operator (BlockedOperator, optional): A placed :math:`\mathbf{M}` to
-            reuse (see :func:`diff_resnet_operator`). (default: :obj:`None`)
-        channel_chunk (int, optional): If set, node states stay on the CPU
-            and are diffused :obj:`channel_chunk` columns at a time on
-            :obj:`device` (the columns diffuse independently), so that device
-            memory holds :math:`N \times` :obj:`channel_chunk` states only.
-            (default: :obj:`None`)
-
-    Returns:
-        The logits :math:`(N, C)`, on :obj:`device` (on the CPU with
-        :obj:`channel_chunk`).
-    """
-    if channel_chunk is not None and channel_chunk < 1:
-        raise ValueError(f"'channel_chunk' must be positive "
-                         f"(got {channel_chunk})")
-    if device is None:
-        device = next(model.parameters()).device
+def apply_in_chunks(fn: Callable[[Tensor], Tensor], x: Tensor,
+                    chunk_size: int, device: Device,
+                    out_device: Optional[Device] = None) -> Tensor:
+    r"""Applies the row-wise function :obj:`fn` to :obj:`x` (dense,
+    sparse COO or sparse CSR) in chunks of :obj:`chunk_size` rows, each moved
+    to :obj:`device`, and concatenates the results on :obj:`out_device`
+    (:obj:`device` if :obj:`None`)."""
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) \
+            or chunk_size < 1:
+        raise ValueError(f"'chunk_size' must be a positive integer "
+                         f"(got {chunk_size!r})")
     device = torch.device(device)
-    was_training = model.training
-    model.eval()
-    if operator is None:
-        operator = diff_resnet_operator(model, edge_index, x.size(0), device,
-                                        operator_device, max_block_nnz)
-    conv = model.conv
-    # Node states live where the products run, or on the CPU when they are
-    # diffused a few columns at a time.
-    state_device = device if channel_chunk is None else torch.device('cpu')
-
-    def diffuse(h: Tensor) -> Tensor:
-        if channel_chunk is None:
-            for _ in range(conv.num_steps):
-                h = operator.matmul(h)
-            return h
-        out = torch.empty_like(h)
-        for c in range(0, h.size(1), channel_chunk):
-            part = h[:, c:c + channel_chunk].to(device)
-            for _ in range(conv.num_steps):
-                part = operator.matmul(part)
-            out[:, c:c + channel_chunk] = part.to(out.device)
-        return out
-
-    def first(h: Tensor) -> Tensor:
-        if model.lin_in is not None:
-            h = model.lin_in(h)
-            return h + model.act(model.lins[0](h))
-        return h + model.act(model.lins[0](h))
-
-    h = _chunked(first, x, device, chunk_size, state_device)
-    for i in range(model.num_blocks):
-        if i > 0:
-            h = _chunked(lambda t: t + model.act(model.lins[i](t)), h, device,
-                         chunk_size, state_device)
-        if i == model.num_blocks - 1:
-            h = _chunked(model.lin_out, h, device, chunk_size, state_device)
-        h = diffuse(h)
-    model.train(was_training)
-    return h
-
-
-def diff_resnet_operator(model: torch.nn.Module, edge_index: Tensor,
-                         num_nodes: int, device: Device,
-                         operator_device: str = 'auto',
-                         max_block_nnz: int = 2**26) -> BlockedOperator:
-    r"""Builds :math:`\mathbf{M} = \mathbf{I} - \gamma\mathbf{L}` of the
-    model's :class:`~torch_geometric_diff.nn.DiffConv` on the CPU and places
-    it with :func:`place_operator`."""
-    conv = model.conv
-    op = conv.build_operator(edge_index.cpu(), num_nodes)
-    gamma = conv.gamma.detach().cpu().to(op.lval.dtype)
-    matrix = op.csr(op.ival - gamma * op.lval)
-    return place_operator(matrix, device, operator_device, max_block_nnz)
+    out_device = device if out_device is None else torch.device(out_device)
+    n = x.size(0)
+    outs = [
+        fn(_rows(x, i, min(i + chunk_size, n)).to(device)).to(out_device)
+        for i in range(0, n, chunk_size)
+    ]
+    if not outs:
+        return fn(x.to(device)).to(out_device)
+    return torch.cat(outs)
 
 
 __all__ = [
     'BlockedOperator',
     'place_operator',
-    'diff_resnet_layerwise_inference',
-    'diff_resnet_operator',
+    'apply_in_chunks',
 ]

@@ -117,3 +117,77 @@ def test_real_cora_eval_output(data_copy):
         ref = paper_model_reference(model, x, L)
     assert out.shape == (2708, 7)
     assert torch.allclose(out.double(), ref, atol=1e-4)
+
+
+class BlockDiagonalLinear(torch.nn.Module):
+    r"""M independent linear maps on [N, M * I] -> [N, M * O]."""
+    def __init__(self, lins):
+        super().__init__()
+        Parameter = torch.nn.Parameter
+        self.weight = Parameter(torch.stack([lin.weight for lin in lins]))
+        self.bias = Parameter(torch.stack([lin.bias for lin in lins]))
+        m, o, i = self.weight.shape
+        self.in_features, self.out_features = m * i, m * o
+
+    def forward(self, h):
+        m, o, i = self.weight.shape
+        out = torch.einsum('nmi,moi->nmo', h.view(-1, m, i), self.weight)
+        return (out + self.bias).reshape(-1, m * o)
+
+
+def shared_linear(lins):
+    r"""M linear maps of one shared input, as one Linear [N, I] -> [N, M*O]."""
+    out = torch.nn.Linear(lins[0].in_features,
+                          len(lins) * lins[0].out_features)
+    with torch.no_grad():
+        out.weight.copy_(torch.cat([lin.weight for lin in lins]))
+        out.bias.copy_(torch.cat([lin.bias for lin in lins]))
+    return out
+
+
+class SideBySide(DiffResNetGNN):
+    r"""M models as one [N, M * F] state: only the linear modules and
+    input_residual are swapped, forward and inference are inherited."""
+    def __init__(self, models, **kwargs):
+        first = models[0]
+        super().__init__(first.in_channels, first.out_channels,
+                         first.hidden_channels, num_blocks=first.num_blocks,
+                         **kwargs)
+        self.num_models = len(models)
+        if first.lin_in is not None:
+            self.lin_in = shared_linear([m.lin_in for m in models])
+            self.lins[0] = BlockDiagonalLinear([m.lins[0] for m in models])
+        else:
+            self.lins[0] = shared_linear([m.lins[0] for m in models])
+        for i in range(1, first.num_blocks):
+            self.lins[i] = BlockDiagonalLinear([m.lins[i] for m in models])
+        self.lin_out = BlockDiagonalLinear([m.lin_out for m in models])
+
+    def input_residual(self, x):
+        return super().input_residual(x).repeat(1, self.num_models)
+
+
+@pytest.mark.parametrize('hidden,out_channels,num_blocks', [
+    (None, 3, 1), (None, 16, 1), (6, 3, 2), (6, 8, 3)])
+def test_subclass_runs_models_side_by_side(hidden, out_channels, num_blocks):
+    # The factoring lets a subclass reuse forward and inference for M models
+    # at once; commuting (C < F) and not commuting are both covered.
+    n, F = 30, 12
+    ei = small_graph(n)
+    x = torch.rand(n, F) * (torch.rand(n, F) < 0.3)
+    kwargs = dict(num_steps=4, step_size=0.3, dropout=0.25)
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        models.append(DiffResNetGNN(F, out_channels, hidden,
+                                    num_blocks=num_blocks, **kwargs).eval())
+    batched = SideBySide(models, **kwargs).eval()
+    width = hidden or F
+    assert batched._commute() == (out_channels < width)
+    with torch.no_grad():
+        ref = torch.cat([m(x, ei) for m in models], dim=1)
+        out = batched(x.to_sparse_csr(), ei)
+    assert out.shape == (n, 3 * out_channels)
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert torch.allclose(batched.inference(x, ei, chunk_size=7), ref,
+                          atol=1e-5)

@@ -1,4 +1,5 @@
-from typing import Any, Dict, Optional, Union
+from functools import partial
+from typing import Any, Callable, Dict, Optional, Union
 
 import torch
 from torch import Tensor
@@ -7,12 +8,17 @@ from torch.nn import Linear, ModuleList
 from torch_geometric.nn.resolver import activation_resolver
 from torch_geometric.typing import Adj, OptTensor
 
+from torch_geometric_diff.loader.inference import (
+    BlockedOperator,
+    Device,
+    apply_in_chunks,
+    place_operator,
+)
 from torch_geometric_diff.nn.conv import DiffConv
 from torch_geometric_diff.nn.diffusion.kernels import sparse_linear
 
-
-def _is_sparse(x: Tensor) -> bool:
-    return x.layout != torch.strided
+# nodewise(fn, h): applies the row-wise map fn to the node states h.
+NodeWise = Callable[[Callable[[Tensor], Tensor], Tensor], Tensor]
 
 
 class DiffResNetGNN(torch.nn.Module):
@@ -43,6 +49,18 @@ class DiffResNetGNN(torch.nn.Module):
     because :math:`\mathbf{M}` acts on rows and :math:`\mathbf{M}\mathbf{1} =
     \mathbf{1}`: the model then projects to :math:`C` channels first and
     diffuses those, which gives the same output at a fraction of the cost.
+    :meth:`inference` computes the same output layer by layer, for graphs
+    that do not fit a device.
+
+    The model is written once, in terms of :obj:`lin_in`, :obj:`lins`,
+    :obj:`act`, :obj:`conv` and :obj:`lin_out`: :meth:`encode` and
+    :meth:`block` are its node-wise parts, :obj:`conv` its propagation, and
+    whether the last diffusion and :obj:`lin_out` commute is read from the
+    widths of :obj:`lin_out`. A subclass can therefore run :math:`M` models
+    side by side as one :math:`N \times MF` matrix by swapping the linear
+    modules for block-diagonal ones (and :meth:`input_residual` for one that
+    repeats the input :math:`M` times); one :obj:`conv` then diffuses all
+    of them.
 
     Args:
         in_channels (int): Size of each input sample :math:`F`.
@@ -127,23 +145,183 @@ class DiffResNetGNN(torch.nn.Module):
         self.conv.reset_parameters()
         self.lin_out.reset_parameters()
 
-    def forward(self, x: Tensor, edge_index: Adj,
-                edge_weight: OptTensor = None) -> Tensor:
+    def encode(self, x: Tensor) -> Tensor:
+        r"""The node-wise part of the first block: the input projection
+        (if any) and the residual update
+        :math:`\mathbf{H} + \sigma(\mathbf{H}\mathbf{W}_1 + \mathbf{b}_1)`,
+        before the first diffusion. :obj:`x` may be :obj:`torch.sparse`."""
         if self.lin_in is not None:
             x = sparse_linear(x, self.lin_in)
-            h = x + self.act(self.lins[0](x))
-        else:
-            h = self.act(sparse_linear(x, self.lins[0]))
-            h = h + (x.to_dense() if _is_sparse(x) else x)
-        commute = not (self.training and self.conv.dropout > 0) and \
-            self.out_channels < h.size(-1)
+            return x + self.act(self.lins[0](x))
+        h = self.act(sparse_linear(x, self.lins[0]))
+        return h + self.input_residual(x)
+
+    def input_residual(self, x: Tensor) -> Tensor:
+        r"""The residual that the first block adds without an input
+        projection: :obj:`x` itself, as a dense tensor."""
+        return x.to_dense() if x.layout != torch.strided else x
+
+    def block(self, i: int, h: Tensor) -> Tensor:
+        r"""The node-wise residual update
+        :math:`\mathbf{H} + \sigma(\mathbf{H}\mathbf{W}_i + \mathbf{b}_i)`
+        of block :obj:`i` :math:`\geq 1` (block :obj:`0` is in
+        :meth:`encode`)."""
+        return h + self.act(self.lins[i](h))
+
+    def _commute(self) -> bool:
+        # Project before the last diffusion when no dropout acts on it and
+        # the output is narrower than the hidden state (see the class doc).
+        return not (self.training and self.conv.dropout > 0) and \
+            self.lin_out.out_features < self.lin_out.in_features
+
+    def _layers(self, x: Tensor, nodewise: NodeWise,
+                diffuse: Callable[[Tensor], Tensor]) -> Tensor:
+        r"""The model, written once: :obj:`nodewise(fn, h)` applies the
+        row-wise map :obj:`fn` to :obj:`h`, :obj:`diffuse(h)` runs one
+        :class:`DiffConv`. :meth:`forward` passes plain calls,
+        :meth:`inference` chunked ones and a blocked operator."""
+        h = nodewise(self.encode, x)
+        commute = self._commute()
         for i in range(self.num_blocks):
             if i > 0:
-                h = h + self.act(self.lins[i](h))
+                h = nodewise(partial(self.block, i), h)
             if i == self.num_blocks - 1 and commute:
-                return self.conv(self.lin_out(h), edge_index, edge_weight)
-            h = self.conv(h, edge_index, edge_weight)
-        return self.lin_out(h)
+                return diffuse(nodewise(self.lin_out, h))
+            h = diffuse(h)
+        return nodewise(self.lin_out, h)
+
+    def forward(self, x: Tensor, edge_index: Adj,
+                edge_weight: OptTensor = None) -> Tensor:
+        return self._layers(
+            x, lambda fn, h: fn(h),
+            lambda h: self.conv(h, edge_index, edge_weight))
+
+    def blocked_operator(
+        self,
+        edge_index: Adj,
+        num_nodes: int,
+        device: Optional[Device] = None,
+        edge_weight: OptTensor = None,
+        operator_device: str = 'auto',
+        max_block_nnz: int = 2**26,
+    ) -> BlockedOperator:
+        r"""Builds :math:`\mathbf{M} = \mathbf{I} - \gamma\mathbf{L}` of
+        :obj:`self.conv` on the CPU, in the dtype of the model's weights,
+        and places it with
+        :func:`~torch_geometric_diff.loader.place_operator` for
+        :meth:`inference`.
+
+        Args:
+            edge_index (torch.Tensor or SparseTensor): The graph.
+            num_nodes (int): The number of nodes :math:`N`.
+            device (torch.device or str, optional): The compute device; the
+                model's device if :obj:`None`. (default: :obj:`None`)
+            edge_weight (torch.Tensor, optional): Edge weights.
+                (default: :obj:`None`)
+            operator_device (str, optional): :obj:`"auto"`, :obj:`"cpu"` or
+                :obj:`"device"`, see
+                :func:`~torch_geometric_diff.loader.place_operator`.
+                (default: :obj:`"auto"`)
+            max_block_nnz (int, optional): Non-zeros per row block of the
+                :class:`~torch_geometric_diff.loader.BlockedOperator`.
+                (default: :obj:`2**26`)
+        """
+        if device is None:
+            device = self.lin_out.weight.device
+        if edge_weight is not None:
+            edge_weight = edge_weight.detach().cpu()
+        op = self.conv.build_operator(edge_index.cpu(), num_nodes,
+                                      edge_weight, self.lin_out.weight.dtype)
+        matrix = op.matrix(self.conv.gamma.detach().cpu())
+        return place_operator(matrix, device, operator_device, max_block_nnz)
+
+    @torch.no_grad()
+    def inference(
+        self,
+        x: Tensor,
+        edge_index: Adj,
+        edge_weight: OptTensor = None,
+        device: Optional[Device] = None,
+        chunk_size: int = 2**16,
+        operator_device: str = 'auto',
+        max_block_nnz: int = 2**26,
+        operator: Optional[BlockedOperator] = None,
+        channel_chunk: Optional[int] = None,
+    ) -> Tensor:
+        r"""The evaluation-mode output on the full graph, computed layer by
+        layer, for graphs whose operator or activations do not fit the
+        device: the node-wise parts (:meth:`encode`, :meth:`block`,
+        :obj:`lin_out`) run in chunks of :obj:`chunk_size` nodes on
+        :obj:`device`, and each diffusion is :math:`K` products with
+        :math:`\mathbf{M}` held in a
+        :class:`~torch_geometric_diff.loader.BlockedOperator`. Equals
+        ``self.eval()(x, edge_index, edge_weight)`` up to floating-point
+        rounding. The model's mode is restored afterwards.
+
+        Args:
+            x (torch.Tensor): Node features :math:`(N, F)`, dense or
+                :obj:`torch.sparse`, usually on the CPU.
+            edge_index (torch.Tensor or SparseTensor): The graph.
+            edge_weight (torch.Tensor, optional): Edge weights.
+                (default: :obj:`None`)
+            device (torch.device or str, optional): The compute device; the
+                model's device if :obj:`None`. (default: :obj:`None`)
+            chunk_size (int, optional): Nodes per node-wise chunk.
+                (default: :obj:`2**16`)
+            operator_device (str, optional): See :meth:`blocked_operator`.
+                (default: :obj:`"auto"`)
+            max_block_nnz (int, optional): See :meth:`blocked_operator`.
+                (default: :obj:`2**26`)
+            operator (BlockedOperator, optional): A placed
+                :math:`\mathbf{M}` from :meth:`blocked_operator` to reuse;
+                :obj:`edge_index` and :obj:`edge_weight` are then not read.
+                (default: :obj:`None`)
+            channel_chunk (int, optional): If set, node states stay on the
+                CPU and are diffused :obj:`channel_chunk` columns at a time
+                on :obj:`device`, so that the device holds
+                :math:`N \times` :obj:`channel_chunk` states only.
+                (default: :obj:`None`)
+
+        Returns:
+            The logits :math:`(N, C)`, on :obj:`device` (on the CPU with
+            :obj:`channel_chunk`).
+        """
+        if channel_chunk is not None and (
+                isinstance(channel_chunk, bool)
+                or not isinstance(channel_chunk, int) or channel_chunk < 1):
+            raise ValueError(f"'channel_chunk' must be a positive integer "
+                             f"(got {channel_chunk!r})")
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) \
+                or chunk_size < 1:
+            raise ValueError(f"'chunk_size' must be a positive integer "
+                             f"(got {chunk_size!r})")
+        device = torch.device(self.lin_out.weight.device
+                              if device is None else device)
+        n = x.size(0)
+        if operator is None:
+            operator = self.blocked_operator(edge_index, n, device,
+                                             edge_weight, operator_device,
+                                             max_block_nnz)
+        elif operator.shape != (n, n):
+            raise ValueError(f"'operator' has shape {operator.shape} but "
+                             f"'x' has {n} rows")
+        # Node states live where the products run, or on the CPU when they
+        # are diffused a few columns at a time.
+        states = device if channel_chunk is None else torch.device('cpu')
+        num_steps = self.conv.num_steps
+
+        def nodewise(fn: Callable[[Tensor], Tensor], h: Tensor) -> Tensor:
+            return apply_in_chunks(fn, h, chunk_size, device, states)
+
+        def diffuse(h: Tensor) -> Tensor:
+            return operator.power(h, num_steps, device, channel_chunk)
+
+        was_training = self.training
+        self.eval()
+        try:
+            return self._layers(x, nodewise, diffuse)
+        finally:
+            self.train(was_training)
 
     def __repr__(self) -> str:
         hidden = f', hidden_channels={self.hidden_channels}' \
