@@ -147,6 +147,7 @@ def _diffuse_backward_op(grad: Tensor, x: Optional[Tensor], crow: Tensor,
         for k in reversed(range(start, end)):
             lg = LT @ g
             dgamma = dgamma - scale * (lg * ys[k - start]).sum()
+            # M_s^T g from the L^T g that dgamma needs: one product a step.
             g = drop((g - gam * lg) * scale, k)
     return g, dgamma.to(gamma.dtype).reshape(gamma.shape)
 
