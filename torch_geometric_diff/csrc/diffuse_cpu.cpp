@@ -1,4 +1,4 @@
-// CPU kernels of the fused diffusion engine (torch_geometric_diff/nn/diffusion.py).
+// CPU kernels of the fused diffusion engine (torch_geometric_diff/nn/diffusion/).
 //
 // diffuse_steps runs h <- M (m_k * h) over a list of steps (or, in the
 // backward direction, h <- m_k * (M h)), with M a CSR matrix. Each dropout

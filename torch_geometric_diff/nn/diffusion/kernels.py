@@ -7,6 +7,10 @@ C++ compiler and ``ninja``) and cached in ``TORCH_EXTENSIONS_DIR`` (default
 ``~/.cache/torch_extensions``). They compute exactly what the pure PyTorch
 path of :mod:`torch_geometric_diff.nn.diffusion.fused` computes, with the same
 dropout masks bit for bit, in one pass over the node states per step.
+With OpenMP (as in PyTorch's own CPU builds) the row loops run on
+:func:`torch.get_num_threads` threads. Every output row is computed by one
+thread in a fixed order, so results are bitwise the same for every thread
+count.
 
 Where they cannot be built, or with ``TGD_DISABLE_CPP=1`` in the environment,
 the engine falls back to PyTorch operators, with a one-time warning in the
@@ -84,14 +88,20 @@ def cpu_kernels() -> Optional[ModuleType]:
         try:
             from torch.utils.cpp_extension import load
             _ninja_on_path()
-            flags = ['-O3']
+            flags, ldflags = ['-O3'], []
             name = 'tgd_diffuse_cpu'
             if _has_avx2():  # The name keys the build cache by target.
                 flags += ['-mavx2', '-mfma']
                 name += '_avx2'
+            if torch.backends.openmp.is_available():
+                # at::parallel_for runs on the OpenMP runtime torch loaded
+                # (same soname), so torch.set_num_threads governs it.
+                flags.append('-fopenmp')
+                ldflags.append('-fopenmp')
+                name += '_omp'
             logger.info('building the C++ diffusion kernels (once)')
             _STATE['module'] = load(name, [_SOURCE], extra_cflags=flags,
-                                    verbose=False)
+                                    extra_ldflags=ldflags, verbose=False)
         except Exception as e:  # No compiler, no ninja, build error, ...
             _STATE['error'] = f'{type(e).__name__}: {e}'
             logger.warning(
