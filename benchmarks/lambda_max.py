@@ -27,7 +27,10 @@ from typing import Optional, Sequence
 import scipy.sparse as sp
 from scipy.sparse.linalg import eigsh
 
-import planetoid as P  # benchmarks/planetoid.py (this folder heads sys.path)
+from benchmarks.common.cli import run_main
+from benchmarks.planetoid.datasets import (DATASETS, canonical,
+                                           load_pyg_dataset, preprocess)
+from benchmarks.planetoid.protocols import PROTOCOLS
 
 
 def laplacian_lambda_max(edge_index, num_nodes: int) -> float:
@@ -43,20 +46,21 @@ def laplacian_lambda_max(edge_index, num_nodes: int) -> float:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--dataset', nargs='+', default=['Cora'])
-    p.add_argument('--protocol', default='random', choices=P.PROTOCOLS)
+    p.add_argument('--protocol', default='random', choices=PROTOCOLS)
     p.add_argument('--root', default='data')
     p.add_argument('--cache', default=os.environ.get(
         'TGD_CACHE', os.path.join(os.path.expanduser('~'), '.cache',
                                   'torch_geometric_diff', 'data')))
     p.add_argument('--offline', action='store_true')
     args = p.parse_args(argv)
+    specs = [DATASETS[canonical(name, DATASETS, 'dataset')]
+             for name in args.dataset]
     print('| Dataset | nodes | lambda_max(L) | step bound 2 / lambda_max |')
     print('|---|---:|---:|---:|')
-    for name in args.dataset:
-        spec = P.DATASETS[P._canonical(name, P.DATASETS, 'dataset')]
-        data = P.load_pyg_dataset(spec, args.protocol, args.root, args.cache,
-                                  args.offline)[0]
-        g = P.preprocess(data, spec, args.protocol, 1, 1, 42)
+    for spec in specs:
+        data = load_pyg_dataset(spec, args.protocol, args.root, args.cache,
+                                args.offline)[0]
+        g = preprocess(data, spec, args.protocol, 1, 1, 42)
         lam = laplacian_lambda_max(g.edge_index, g.num_nodes)
         print(f'| {spec.name} | {g.num_nodes} | {lam:.4g} | {2 / lam:.4g} |',
               flush=True)
@@ -64,4 +68,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_main(main))
