@@ -1,13 +1,14 @@
 """Crash-safe JSON-lines result files with resume.
 
-One finished run is one JSON object on one line. Every append is flushed and
-``fsync``-ed, so a ``kill -9`` loses at most the run in flight. A truncated last
-line (the process died mid-write) is dropped when the file is opened again, so
-the file never holds a corrupt or duplicated record.
+One finished run is one JSON object on one line. Every append is flushed
+and ``fsync``-ed, so a ``kill -9`` loses at most the run in flight. A
+truncated last line (the process died mid-write) is dropped when the file is
+opened again, so the file never holds a corrupt or duplicated record.
 """
 import json
 import os
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import (Any, Dict, Iterable, Iterator, List, Optional, Sequence,
+                    Tuple)
 
 
 class JSONLResults:
@@ -32,7 +33,8 @@ class JSONLResults:
             return
         with open(self.path, 'rb') as f:
             data = f.read()
-        end = data.rfind(b'\n') + 1  # Bytes after the last newline are a torn write.
+        # Bytes after the last newline are a torn write.
+        end = data.rfind(b'\n') + 1
         if end < len(data):
             with open(self.path, 'r+b') as f:
                 f.truncate(end)
