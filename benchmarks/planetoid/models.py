@@ -48,7 +48,9 @@ def model_hparams(model: str, spec,
     r"""The resolved hyper-parameters of one model on one dataset
     (a :class:`~benchmarks.planetoid.datasets.DatasetSpec`): training
     defaults < model defaults < dataset defaults (Diff-ResNet) < overrides.
-    Overrides of parameters the model does not have are ignored."""
+    Overrides of parameters the model does not have are ignored, and so
+    are :obj:`None` values, except diffresnet's :obj:`hidden=None` (the
+    paper's model, without input projection)."""
     hp: Dict[str, Any] = dict(TRAIN_DEFAULTS)
     hp.update(MODEL_DEFAULTS[model])
     if model in ('diffresnet', 'official'):
@@ -57,7 +59,9 @@ def model_hparams(model: str, spec,
     if model == 'diffresnet':  # `official` has no input projection.
         hp.update(hidden=spec.hidden)
     for key, value in overrides.items():
-        if value is not None and key in hp:
+        if key not in hp:
+            continue
+        if value is not None or (model, key) == ('diffresnet', 'hidden'):
             hp[key] = value
     return hp
 

@@ -22,6 +22,25 @@ def test_grid_and_hparams():
     assert 'step_size' not in gcn and gcn['hidden'] == 64
 
 
+def test_hidden_none_is_the_paper_model():
+    # `--hidden none` (or `--grid hidden=none,64`) drops diffresnet's input
+    # projection also where the dataset's default has one; models that need
+    # a width keep theirs.
+    chameleon = DATASETS['chameleon']
+    assert chameleon.hidden == 64
+    assert model_hparams('diffresnet', chameleon, {})['hidden'] == 64
+    assert model_hparams('diffresnet', chameleon,
+                         {'hidden': None})['hidden'] is None
+    assert model_hparams('gcn', chameleon, {'hidden': None})['hidden'] == 64
+    assert model_hparams('diffresnet', chameleon,
+                         {'dropout': None})['dropout'] == chameleon.dropout
+    plan = runner.Plan(['chameleon'], ['geom-gcn'], ['diffresnet', 'gcn'],
+                       grid=runner.parse_grid(['hidden=none,64']))
+    configs = runner.model_configs(plan, chameleon)
+    assert [(m, hp['hidden']) for m, hp in configs] == [
+        ('diffresnet', None), ('diffresnet', 64), ('gcn', 64)]
+
+
 def test_grid_values_are_checked():
     assert runner.parse_grid(['hidden=None', 'lr=0.1']) == [
         {'hidden': None, 'lr': 0.1}]
