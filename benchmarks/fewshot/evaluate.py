@@ -49,5 +49,6 @@ def evaluate_episodes(
         support, query = x[ep.support_idx], x[ep.query_idx]
         for name, method in methods.items():
             pred = method(support, ep.support_y, query, n_way)
-            acc[name].append(100.0 * float((pred == ep.query_y).float().mean()))
+            correct = (pred == ep.query_y).float().mean()
+            acc[name].append(100.0 * float(correct))
     return {name: np.asarray(v) for name, v in acc.items()}
