@@ -13,43 +13,110 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn import Parameter
+from torch.nn import Linear, Parameter
+from torch_geometric.typing import Adj, OptTensor
 
-from torch_geometric_diff.nn import DiffConv, DiffResNetGNN
+from torch_geometric_diff.nn import DiffResNetGNN
 from benchmarks.common.early_stopping import BatchedEarlyStopping
 
 
-def _shared_linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    # x: [N, I] (dense or torch.sparse) shared by all models; weight:
-    # [M, O, I]; bias: [M, O] -> [N, M, O] with one (sparse-)dense product.
-    m, o, i = weight.shape
-    w = weight.reshape(m * o, i).t()  # A view: no copy of the M weights.
-    out = torch.sparse.mm(x, w) if x.layout != torch.strided else x @ w
-    return (out + bias.reshape(m * o)).view(-1, m, o)
+class _StackedLinear(torch.nn.Module):
+    # The linear layers of M models, stacked: stacked_weight [M, O, I] and
+    # stacked_bias [M, O].
+    def __init__(self, lins: Sequence[Linear]):
+        super().__init__()
+        self.stacked_weight = Parameter(
+            torch.stack([lin.weight.detach() for lin in lins]).clone())
+        self.stacked_bias = Parameter(
+            torch.stack([lin.bias.detach() for lin in lins]).clone())
+        self._set_sizes()
+
+    @property
+    def num_models(self) -> int:
+        return self.stacked_weight.size(0)
+
+    def _set_sizes(self) -> None:
+        raise NotImplementedError
+
+    def reset_parameters(self) -> None:
+        # Every model as Linear.reset_parameters() initialises it.
+        with torch.no_grad():
+            for m in range(self.num_models):
+                lin = Linear(self.stacked_weight.size(2),
+                             self.stacked_weight.size(1))
+                self.stacked_weight[m].copy_(lin.weight)
+                self.stacked_bias[m].copy_(lin.bias)
+
+    def keep_(self, index: Tensor) -> None:
+        # Keeps the models `index`, as new Parameter objects.
+        self.stacked_weight = Parameter(self.stacked_weight.detach()[index])
+        self.stacked_bias = Parameter(self.stacked_bias.detach()[index])
+        self._set_sizes()
 
 
-def _batched_linear(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    # h: [N, M, I]; weight: [M, O, I]; bias: [M, O] -> [N, M, O].
-    out = torch.baddbmm(bias.unsqueeze(1), h.transpose(0, 1),
-                        weight.transpose(1, 2))
-    return out.transpose(0, 1)
+class SharedInputLinear(_StackedLinear):
+    r"""The :math:`M` models' linear maps of one shared input: one
+    :math:`(N, I) \to (N, MO)` product with the concatenated weights.
+    :obj:`weight` and :obj:`bias` are views of the stacked parameters with the
+    shapes of a :class:`~torch.nn.Linear`, so
+    :func:`~torch_geometric_diff.nn.diffusion.kernels.sparse_linear` takes
+    a :obj:`torch.sparse` input."""
+    def _set_sizes(self) -> None:
+        m, o, i = self.stacked_weight.shape
+        self.in_features, self.out_features = i, m * o
+
+    @property
+    def weight(self) -> Tensor:
+        return self.stacked_weight.view(-1, self.in_features)
+
+    @property
+    def bias(self) -> Tensor:
+        return self.stacked_bias.view(-1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, self.bias)
 
 
-class BatchedDiffResNet(torch.nn.Module):
+class BlockDiagonalLinear(_StackedLinear):
+    r"""The :math:`M` models' linear maps of their own inputs
+    :math:`(N, MI) \to (N, MO)` (a block-diagonal weight), as one batched
+    product."""
+    def _set_sizes(self) -> None:
+        m, o, i = self.stacked_weight.shape
+        self.in_features, self.out_features = m * i, m * o
+
+    @property
+    def weight(self) -> Tensor:
+        return self.stacked_weight
+
+    def forward(self, h: Tensor) -> Tensor:
+        m, o, i = self.stacked_weight.shape
+        out = torch.baddbmm(self.stacked_bias.unsqueeze(1),
+                            h.view(-1, m, i).transpose(0, 1),
+                            self.stacked_weight.transpose(1, 2))
+        return out.transpose(0, 1).reshape(-1, m * o)
+
+
+class BatchedDiffResNet(DiffResNetGNN):
     r""":math:`M` independent :class:`~torch_geometric_diff.DiffResNetGNN`
     models evaluated together, from the `"Diffusion Mechanism in Residual
     Neural Network: Theory and Applications"
     <https://arxiv.org/abs/2105.03155>`_ paper.
 
-    Model :math:`m` computes exactly what a :class:`DiffResNetGNN` with its
-    weights computes (same parametrisation, same block structure); the
-    diffusion of all models runs as one :class:`DiffConv` over
-    :math:`[\mathbf{H}_1 \,\|\, \cdots \,\|\, \mathbf{H}_M]`, so dropout
-    masks are drawn independently for every model and entry.
+    The forward is :class:`DiffResNetGNN`'s: the hidden states of the
+    :math:`M` models lie side by side as one :math:`N \times MF` matrix
+    :math:`[\mathbf{H}_1 \,\|\, \cdots \,\|\, \mathbf{H}_M]`, the linear
+    layers of a shared input are one :class:`SharedInputLinear`, the others
+    one :class:`BlockDiagonalLinear`, and :meth:`input_residual` repeats the
+    input :math:`M` times. So model :math:`m` computes exactly what a
+    :class:`DiffResNetGNN` with its weights computes, and one
+    :class:`DiffConv` diffuses all models, with dropout masks drawn
+    independently for every model and entry.
 
     Build it with :meth:`from_modules` or :meth:`from_seeds` (the latter
     initialises model :math:`m` exactly as :obj:`torch.manual_seed(seeds[m])`
-    followed by :class:`DiffResNetGNN(...)` would).
+    followed by :class:`DiffResNetGNN(...)` would). The constructor gives
+    :math:`M` copies of one initialisation.
 
     Args:
         num_models (int): The number of models :math:`M`.
@@ -74,45 +141,39 @@ class BatchedDiffResNet(torch.nn.Module):
                  hidden_channels: Optional[int] = None, num_steps: int = 20,
                  step_size: float = 0.25, dropout: float = 0.25,
                  num_blocks: int = 1, normalize: Optional[str] = 'sym'):
-        super().__init__()
-        if not isinstance(num_models, int) or num_models < 1:
+        if isinstance(num_models, bool) or not isinstance(num_models, int) \
+                or num_models < 1:
             raise ValueError(f"'num_models' must be a positive integer "
                              f"(got {num_models!r})")
-        # A template validates the arguments and fixes the shapes.
-        template = DiffResNetGNN(in_channels, out_channels, hidden_channels,
-                                 num_steps=num_steps, step_size=step_size,
-                                 dropout=dropout, num_blocks=num_blocks,
-                                 normalize=normalize)
-        self.num_models = num_models
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.hidden_channels = hidden_channels
-        self.num_blocks = num_blocks
+        # The single model built here validates the arguments and gives the
+        # initial weights, repeated for every model.
+        super().__init__(in_channels, out_channels, hidden_channels,
+                         num_steps=num_steps, step_size=step_size,
+                         dropout=dropout, num_blocks=num_blocks,
+                         normalize=normalize, cached=True)
         self.config = dict(hidden_channels=hidden_channels,
                            num_steps=num_steps, step_size=step_size,
                            dropout=dropout, num_blocks=num_blocks,
                            normalize=normalize)
-        self.conv = DiffConv(step_size=step_size, num_steps=num_steps,
-                             dropout=dropout, normalize=normalize,
-                             cached=True)
-        for name, value in self._module_params(template).items():
-            self.register_parameter(
-                name,
-                Parameter(value.detach().unsqueeze(0).repeat(
-                    num_models, *([1] * value.dim()))))
+        if self.lin_in is not None:
+            self.lin_in = SharedInputLinear([self.lin_in] * num_models)
+            self.lins[0] = BlockDiagonalLinear([self.lins[0]] * num_models)
+        else:
+            self.lins[0] = SharedInputLinear([self.lins[0]] * num_models)
+        for i in range(1, num_blocks):
+            self.lins[i] = BlockDiagonalLinear([self.lins[i]] * num_models)
+        self.lin_out = BlockDiagonalLinear([self.lin_out] * num_models)
 
-    @staticmethod
-    def _module_params(model: DiffResNetGNN) -> Dict[str, Tensor]:
-        out = {}
-        if model.lin_in is not None:
-            out['lin_in_weight'] = model.lin_in.weight
-            out['lin_in_bias'] = model.lin_in.bias
-        for i, lin in enumerate(model.lins):
-            out[f'lin{i}_weight'] = lin.weight
-            out[f'lin{i}_bias'] = lin.bias
-        out['lin_out_weight'] = model.lin_out.weight
-        out['lin_out_bias'] = model.lin_out.bias
-        return out
+    @property
+    def num_models(self) -> int:
+        return self.lin_out.num_models
+
+    def _stacked(self) -> Dict[str, _StackedLinear]:
+        return {
+            name: module
+            for name, module in self.named_modules()
+            if isinstance(module, _StackedLinear)
+        }
 
     @classmethod
     def from_modules(cls, models: Sequence[DiffResNetGNN],
@@ -131,21 +192,28 @@ class BatchedDiffResNet(torch.nn.Module):
         out = cls(len(models), first.in_channels, first.out_channels,
                   first.hidden_channels, num_blocks=first.num_blocks,
                   **kwargs)
+        stacked = out._stacked()
         with torch.no_grad():
             for m, model in enumerate(models):
                 if not isinstance(model.act, torch.nn.ReLU):
                     raise ValueError("Only ReLU models can be batched")
-                params = cls._module_params(model)
-                if set(params) != set(dict(out.named_parameters())) - set(
-                        dict(out.conv.named_parameters(prefix='conv'))):
+                lins = {
+                    name: module
+                    for name, module in model.named_modules()
+                    if isinstance(module, Linear)
+                }
+                if set(lins) != set(stacked):
                     raise ValueError(f"Model {m} differs in architecture")
-                for name, value in params.items():
-                    target = getattr(out, name)
-                    if target.shape[1:] != value.shape:
-                        raise ValueError(f"Model {m}: '{name}' has shape "
-                                         f"{tuple(value.shape)}, expected "
-                                         f"{tuple(target.shape[1:])}")
-                    target[m].copy_(value)
+                for name, lin in lins.items():
+                    target = stacked[name]
+                    for key, value in (('weight', lin.weight),
+                                       ('bias', lin.bias)):
+                        param = getattr(target, f'stacked_{key}')
+                        if value is None or param.shape[1:] != value.shape:
+                            raise ValueError(
+                                f"Model {m}: '{name}.{key}' differs in "
+                                f"shape from model 0")
+                        param[m].copy_(value)
         return out.to(first.lin_out.weight.device, first.lin_out.weight.dtype)
 
     @classmethod
@@ -163,20 +231,6 @@ class BatchedDiffResNet(torch.nn.Module):
             if k in kwargs
         })
 
-    def to_module(self, m: int) -> DiffResNetGNN:
-        r"""Model :math:`m` as a :class:`DiffResNetGNN`."""
-        c = self.config
-        w = self.lin_out_weight
-        model = DiffResNetGNN(self.in_channels, self.out_channels,
-                              c['hidden_channels'], num_steps=c['num_steps'],
-                              step_size=c['step_size'], dropout=c['dropout'],
-                              num_blocks=c['num_blocks'],
-                              normalize=c['normalize']).to(w.device, w.dtype)
-        with torch.no_grad():
-            for name, value in self._module_params(model).items():
-                value.copy_(getattr(self, name)[m])
-        return model
-
     def stacked_parameters(self) -> Dict[str, Tensor]:
         r"""The stacked weights (:obj:`[M, ...]` each), without the
         :class:`DiffConv`."""
@@ -188,51 +242,36 @@ class BatchedDiffResNet(torch.nn.Module):
 
     def keep_(self, index: Tensor) -> Dict[str, Tensor]:
         r"""Keeps only the models :obj:`index` (in that order), in place.
-        Returns the map from old to new parameter objects' names (the caller
-        moves optimizer state, see :func:`fit_batched`)."""
-        index = index.to(self.lin_out_weight.device)
-        for name, p in self.stacked_parameters().items():
-            self.register_parameter(name, Parameter(p.detach()[index]))
-        self.num_models = int(index.numel())
+        Returns the new :meth:`stacked_parameters` (new parameter objects:
+        the caller moves optimizer state, see :func:`fit_batched`)."""
+        index = index.to(self.lin_out.weight.device)
+        for module in self._stacked().values():
+            module.keep_(index)
         return self.stacked_parameters()
 
-    def forward(self, x: Tensor, edge_index: Any) -> Tensor:
-        n = x.size(0)
-        if self.hidden_channels is not None:
-            x = _shared_linear(x, self.lin_in_weight, self.lin_in_bias)
-            h = x + F.relu(_batched_linear(x, self.lin0_weight,
-                                           self.lin0_bias))
-        else:
-            h = F.relu(_shared_linear(x, self.lin0_weight, self.lin0_bias))
-            dense = x.to_dense() if x.layout != torch.strided else x
-            h = h + dense.unsqueeze(1)
-        m, width = self.num_models, h.size(-1)
-        # As in DiffResNetGNN: without dropout, the last diffusion and the
-        # output layer commute, so the (narrower) logits are diffused.
-        commute = not (self.training and self.conv.dropout > 0) and \
-            self.out_channels < width
-        for i in range(self.num_blocks):
-            if i > 0:
-                h = h + F.relu(
-                    _batched_linear(h, getattr(self, f'lin{i}_weight'),
-                                    getattr(self, f'lin{i}_bias')))
-            if i == self.num_blocks - 1 and commute:
-                out = _batched_linear(h, self.lin_out_weight,
-                                      self.lin_out_bias)
-                out = self.conv(out.reshape(n, m * self.out_channels),
-                                edge_index)
-                return out.view(n, m, -1).transpose(0, 1)
-            h = self.conv(h.reshape(n, m * width), edge_index).view(n, m,
-                                                                    width)
-        out = _batched_linear(h, self.lin_out_weight, self.lin_out_bias)
-        return out.transpose(0, 1)
+    def input_residual(self, x: Tensor) -> Tensor:
+        r"""The input, once per model: :math:`(N, MF)`."""
+        return super().input_residual(x).repeat(1, self.num_models)
+
+    def _per_model(self, out: Tensor) -> Tensor:
+        # [N, M * C] -> [M, N, C].
+        return out.view(out.size(0), self.num_models, -1).transpose(0, 1)
+
+    def forward(self, x: Tensor, edge_index: Adj,
+                edge_weight: OptTensor = None) -> Tensor:
+        return self._per_model(super().forward(x, edge_index, edge_weight))
+
+    def inference(self, x: Tensor, *args, **kwargs) -> Tensor:
+        r""":meth:`DiffResNetGNN.inference` of every model:
+        :math:`(M, N, C)`."""
+        return self._per_model(super().inference(x, *args, **kwargs))
 
     def __repr__(self) -> str:
         hidden = f', hidden_channels={self.hidden_channels}' \
             if self.hidden_channels is not None else ''
         return (f'{self.__class__.__name__}(num_models={self.num_models}, '
                 f'{self.in_channels}, {self.out_channels}{hidden}, '
-                f'conv={self.conv})')
+                f'num_blocks={self.num_blocks}, conv={self.conv})')
 
 
 def per_model_cross_entropy(out: Tensor, y: Tensor) -> Tensor:
@@ -301,7 +340,7 @@ def fit_batched(
             val_acc = (out.argmax(dim=-1) == y_val).double().mean(dim=1)
         improved, stop = stopper.step(val_loss, val_acc, slots)
         if bool(improved.any()):
-            dev = improved.to(model.lin_out_weight.device)
+            dev = improved.to(model.lin_out.weight.device)
             ids = slots[improved].to(dev.device)
             for name, p in model.stacked_parameters().items():
                 best[name][ids] = p.detach()[dev]
@@ -333,7 +372,7 @@ def _finish(model: BatchedDiffResNet, best: Dict[str, Tensor], done: Tensor,
                             model.out_channels, c['hidden_channels'],
                             c['num_steps'], c['step_size'], c['dropout'],
                             c['num_blocks'], c['normalize'])
-    w = model.lin_out_weight
+    w = model.lin_out.weight
     sub = sub.to(w.device, w.dtype)
     sub.conv._cached_op = model.conv._cached_op  # Same graph: reuse M.
     ids = done.to(w.device)

@@ -59,13 +59,18 @@ def _single_run(seed, x, adj, y, train, val, hp):
         return model(x, adj), es.epoch + 1, es.best_epoch
 
 
-@pytest.mark.parametrize('hidden,sparse', [(None, True), (8, False)])
-def test_forward_equals_single_models(hidden, sparse):
+@pytest.mark.parametrize('hidden,sparse,num_blocks', [
+    (None, True, 1), (8, False, 1), (None, False, 2), (8, True, 3),
+    (2, False, 2)])
+def test_forward_equals_single_models(hidden, sparse, num_blocks):
+    # hidden=2 < 3 classes: the last diffusion and lin_out do not commute.
     x, adj, y, *_ = _graph()
     xin = x.to_sparse_csr() if sparse else x
-    kwargs = dict(hidden_channels=hidden, num_steps=5, dropout=0.0)
+    kwargs = dict(hidden_channels=hidden, num_steps=5, dropout=0.0,
+                  num_blocks=num_blocks)
     batched = BatchedDiffResNet.from_seeds([3, 4, 5], 16, 3, **kwargs)
     batched = batched.to(torch.float64)
+    assert batched._commute() == (3 < (hidden or 16))
     for seed, m in zip([3, 4, 5], range(3)):
         torch.manual_seed(seed)
         single = DiffResNetGNN(16, 3, **kwargs).to(torch.float64)
@@ -76,6 +81,75 @@ def test_forward_equals_single_models(hidden, sparse):
             assert out.shape == (3, 40, 3)
             torch.testing.assert_close(out[m], single(xin, adj), rtol=1e-12,
                                        atol=1e-12)
+
+
+def test_gradients_equal_single_models():
+    # The summed loss gives every stacked slice its own model's gradient.
+    x, adj, y, *_ = _graph()
+    kwargs = dict(hidden_channels=8, num_steps=3, dropout=0.0, num_blocks=2)
+    batched = BatchedDiffResNet.from_seeds([1, 2], 16, 3, **kwargs)
+    batched = batched.to(torch.float64)
+    per_model_cross_entropy(batched(x, adj), y).sum().backward()
+    grads = {k: p.grad for k, p in batched.stacked_parameters().items()}
+    for m, seed in enumerate([1, 2]):
+        torch.manual_seed(seed)
+        single = DiffResNetGNN(16, 3, **kwargs).to(torch.float64)
+        F.cross_entropy(single(x, adj), y).backward()
+        for name, p in single.named_parameters():
+            if name.startswith('conv.'):
+                continue
+            module, key = name.rsplit('.', 1)
+            torch.testing.assert_close(grads[f'{module}.stacked_{key}'][m],
+                                       p.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_keep_and_inference():
+    x, adj, *_ = _graph()
+    batched = BatchedDiffResNet.from_seeds([0, 1, 2, 3], 16, 3,
+                                           hidden_channels=8, num_blocks=2,
+                                           num_steps=3).to(torch.float64)
+    batched.eval()
+    with torch.no_grad():
+        full = batched(x, adj)
+        torch.testing.assert_close(batched.inference(x, adj, chunk_size=7),
+                                   full)
+        old = batched.stacked_parameters()
+        new = batched.keep_(torch.tensor([3, 1]))
+        assert batched.num_models == 2 and 'num_models=2' in repr(batched)
+        assert all(new[k].shape[0] == 2 and new[k] is not old[k]
+                   for k in old)
+        torch.testing.assert_close(batched(x, adj), full[[3, 1]])
+
+
+class _CountMatmuls(torch.utils._python_dispatch.TorchDispatchMode):
+    # Counts the dense-dense matrix products run under the mode (the
+    # diffusion's sparse products are not counted).
+    names = {'mm', 'addmm', 'bmm', 'baddbmm'}
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        dense = all(a.layout == torch.strided for a in args
+                    if isinstance(a, torch.Tensor))
+        self.count += dense and func.overloadpacket.__name__ in self.names
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize('hidden', [None, 8])
+def test_linear_layers_are_one_product_for_all_models(hidden):
+    # The number of dense products does not grow with the number of models.
+    x, adj, *_ = _graph()
+    counts = []
+    for num_models in (1, 5):
+        batched = BatchedDiffResNet(num_models, 16, 3, hidden, num_steps=2,
+                                    num_blocks=2).to(torch.float64)
+        with _CountMatmuls() as mode:
+            batched(x, adj)
+        counts.append(mode.count)
+    # lin_in (if any), lins[0], lins[1], lin_out: one product each.
+    assert counts[0] == counts[1] == (4 if hidden else 3)
 
 
 @pytest.mark.parametrize('hidden', [None, 8])
