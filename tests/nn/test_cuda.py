@@ -76,3 +76,17 @@ def test_cuda_model_trains():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize('dtype,tol', [(torch.bfloat16, 2**-7),
+                                       (torch.float16, 2**-10)])
+@pytest.mark.parametrize('cached', [False, True])
+def test_cuda_half_precision_close_to_float32(dtype, tol, cached):
+    ei = graph().cuda()
+    x = torch.randn(50, 8, device='cuda').to(dtype).requires_grad_()
+    out = DiffConv(0.25, 10, cached=cached)(x, ei)
+    assert out.dtype == dtype and out.is_cuda
+    ref = DiffConv(0.25, 10)(x.detach().float(), ei)
+    assert (out.float() - ref).abs().max() <= tol * ref.abs().max()
+    out.float().sum().backward()
+    assert x.grad.dtype == dtype and torch.isfinite(x.grad.float()).all()

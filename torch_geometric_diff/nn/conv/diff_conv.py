@@ -21,6 +21,14 @@ from torch_geometric_diff.nn.diffusion.spectrum import warn_if_unstable
 
 NORMALIZATIONS = ('sym', 'rw', None)
 ENGINES = ('fused', 'autograd')
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    r"""The dtype in which the operator is built and the steps run for node
+    features of :obj:`dtype`: :obj:`torch.float32` for half precision
+    (:obj:`float16`, :obj:`bfloat16`), else :obj:`dtype` itself."""
+    return torch.float32 if dtype in HALF_DTYPES else dtype
 
 
 class DiffConv(MessagePassing):
@@ -60,6 +68,13 @@ class DiffConv(MessagePassing):
     probability :math:`1 - p` and scales by :math:`1/(1 - p)`, like
     :func:`torch.nn.functional.dropout`, with masks from a counter-based
     generator seeded from PyTorch's global generator.
+
+    The operator and the node states are kept in the
+    :func:`accumulation_dtype` of :obj:`x`: :obj:`float32` for
+    :obj:`float16` and :obj:`bfloat16` features (autocast is switched off
+    inside the layer), else :obj:`x`'s own dtype, never that of
+    :obj:`edge_weight`. The output is cast back to :obj:`x`'s dtype, so half
+    precision input gives the float32 result rounded once.
 
     Explicit Euler is stable for :math:`\gamma\,\lambda_{\max}(\mathbf{L})
     \le 2`. :math:`\lambda_{\max}` is estimated by power iteration whenever
@@ -187,7 +202,16 @@ class DiffConv(MessagePassing):
                              f"{tuple(getattr(x, 'shape', ()))})")
         if x.layout != torch.strided:
             x = x.to_dense()
+        if torch.is_autocast_enabled(x.device.type):
+            # The steps accumulate in float32 whatever autocast would pick.
+            with torch.autocast(x.device.type, enabled=False):
+                return self._forward(x, edge_index, edge_weight, return_all)
+        return self._forward(x, edge_index, edge_weight, return_all)
 
+    def _forward(self, x: Tensor, edge_index: Adj, edge_weight: OptTensor,
+                 return_all: bool) -> Tensor:
+        in_dtype = x.dtype
+        x = x.to(accumulation_dtype(in_dtype))
         op = self._cached_op
         if op is None:
             op = self.build_operator(edge_index, x.size(0), edge_weight,
@@ -202,9 +226,11 @@ class DiffConv(MessagePassing):
         p = self.dropout if self.training else 0.0
         if return_all or self.engine == 'autograd' or self.explain \
                 or op.edge_lval.requires_grad:
-            return self._plain_loop(x, op, p, return_all)
-        return diffuse(x, op, self.gamma.to(x.device, x.dtype),
-                       self.num_steps, p)
+            out = self._plain_loop(x, op, p, return_all)
+        else:
+            out = diffuse(x, op, self.gamma.to(x.device, x.dtype),
+                          self.num_steps, p)
+        return out.to(in_dtype)
 
     def _plain_loop(self, x: Tensor, op: DiffusionOperator, p: float,
                     return_all: bool) -> Tensor:
@@ -243,9 +269,11 @@ class DiffConv(MessagePassing):
     ) -> DiffusionOperator:
         r"""Validates the graph and builds
         :math:`\mathbf{M} = \mathbf{I} - \gamma\mathbf{L}` (all checks happen
-        here, once per operator)."""
+        here, once per operator). The operator has the
+        :func:`accumulation_dtype` of :obj:`dtype`, whatever the dtype of
+        :obj:`edge_weight`."""
         row, col, weight = graph_entries(edge_index, num_nodes, edge_weight,
-                                         dtype)
+                                         accumulation_dtype(dtype))
         op = build_operator(row, col, weight, num_nodes, self.normalize,
                             self.add_self_loops)
         warn_if_unstable(self.step_size, op.lambda_max,

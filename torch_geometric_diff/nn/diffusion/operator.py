@@ -204,8 +204,9 @@ def graph_entries(
 ) -> Tuple[Tensor, Tensor, Tensor]:
     r"""Returns the validated entries (row = target, col = source, weight)
     of the adjacency matrix given as :obj:`edge_index` (with optional
-    :obj:`edge_weight`, else unit weights of :obj:`dtype`) or as a sparse
-    :obj:`adj_t` (:class:`torch_sparse.SparseTensor` or :obj:`torch.sparse`).
+    :obj:`edge_weight`, else unit weights) or as a sparse :obj:`adj_t`
+    (:class:`torch_sparse.SparseTensor` or :obj:`torch.sparse`), with the
+    weights cast to :obj:`dtype` (differentiably).
     Raises :class:`ValueError` naming the argument on bad input."""
     if isinstance(edge_index, SparseTensor):
         if edge_weight is not None:
@@ -217,7 +218,7 @@ def graph_entries(
         if value is None:
             value = torch.ones(row.numel(), device=row.device, dtype=dtype)
         _check_weights(value, "The values of the sparse adjacency")
-        return row, col, value
+        return row, col, value.to(dtype)
 
     if not isinstance(edge_index, Tensor):
         raise ValueError(f"'edge_index' must be a tensor or a SparseTensor "
@@ -236,7 +237,7 @@ def graph_entries(
         row, col = adj.indices()
         value = adj.values()
         _check_weights(value, "The values of the sparse adjacency")
-        return row, col, value
+        return row, col, value.to(dtype)
 
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"'edge_index' must have shape [2, num_edges] "
@@ -261,7 +262,7 @@ def graph_entries(
                          f"(one weight per edge), got "
                          f"{list(edge_weight.shape)}")
     _check_weights(edge_weight, "'edge_weight'")
-    return edge_index[1], edge_index[0], edge_weight
+    return edge_index[1], edge_index[0], edge_weight.to(dtype)
 
 
 def _check_weights(weight: Tensor, what: str) -> None:
