@@ -110,6 +110,10 @@ class DiffConv(MessagePassing):
             :obj:`return_all=True`. (default: :obj:`"fused"`)
         **kwargs (optional): Additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
+            :obj:`flow="target_to_source"` reads :obj:`edge_index[0]` as the
+            targets on every engine, as in
+            :class:`~torch_geometric.nn.conv.GCNConv`; :obj:`aggr` must be
+            :obj:`"add"`, since :math:`\mathbf{M}` defines the aggregation.
 
     Shapes:
         - **input:**
@@ -134,7 +138,10 @@ class DiffConv(MessagePassing):
         engine: str = 'fused',
         **kwargs,
     ):
-        kwargs.setdefault('aggr', 'add')
+        aggr = kwargs.setdefault('aggr', 'add')
+        if not isinstance(aggr, str) or aggr != 'add':
+            raise ValueError(f"'aggr' must be 'add' (got {aggr!r}): the "
+                             f"diffusion operator defines the aggregation")
         super().__init__(**kwargs)
 
         if isinstance(step_size, bool) or not isinstance(
@@ -236,9 +243,13 @@ class DiffConv(MessagePassing):
                     return_all: bool) -> Tensor:
         # Step by step through propagate(), with every activation kept.
         gamma = self.gamma.to(x.device, x.dtype)
-        if self.explain or gamma.requires_grad or op.edge_lval.requires_grad:
-            # Differentiable per-edge weights of M: messages over edge_index.
+        if self.explain or gamma.requires_grad or op.edge_lval.requires_grad \
+                or self.flow == 'target_to_source':
+            # Differentiable per-edge weights of M: messages over edge_index,
+            # written in the layer's flow.
             adj = op.edge_index
+            if self.flow == 'target_to_source':
+                adj = adj.flip(0)
             weight = op.edge_values(gamma, p, x.dtype)
         else:  # Fused sparse products over the CSR matrix.
             adj = op.matrix(gamma, p, x.dtype)
@@ -273,7 +284,7 @@ class DiffConv(MessagePassing):
         :func:`accumulation_dtype` of :obj:`dtype`, whatever the dtype of
         :obj:`edge_weight`."""
         row, col, weight = graph_entries(edge_index, num_nodes, edge_weight,
-                                         accumulation_dtype(dtype))
+                                         accumulation_dtype(dtype), self.flow)
         op = build_operator(row, col, weight, num_nodes, self.normalize,
                             self.add_self_loops)
         warn_if_unstable(self.step_size, op.lambda_max,

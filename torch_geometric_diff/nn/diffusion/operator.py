@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from torch_geometric.typing import Adj, OptTensor, SparseTensor
-from torch_geometric.utils import is_torch_sparse_tensor
+from torch_geometric.utils import is_sparse, is_torch_sparse_tensor
 
 from torch_geometric_diff.nn.diffusion.dropout import dropout_scale
 from torch_geometric_diff.nn.diffusion.spectrum import estimate_lambda_max
@@ -201,13 +201,24 @@ def graph_entries(
     num_nodes: int,
     edge_weight: OptTensor = None,
     dtype: torch.dtype = torch.float32,
+    flow: str = 'source_to_target',
 ) -> Tuple[Tensor, Tensor, Tensor]:
     r"""Returns the validated entries (row = target, col = source, weight)
     of the adjacency matrix given as :obj:`edge_index` (with optional
     :obj:`edge_weight`, else unit weights) or as a sparse :obj:`adj_t`
     (:class:`torch_sparse.SparseTensor` or :obj:`torch.sparse`), with the
-    weights cast to :obj:`dtype` (differentiably).
+    weights cast to :obj:`dtype` (differentiably). With
+    :obj:`flow="target_to_source"`, :obj:`edge_index[0]` holds the targets,
+    as in :class:`~torch_geometric.nn.conv.MessagePassing`; a sparse
+    adjacency is always read as :obj:`adj_t` (rows are targets) and so
+    rejected with that flow, as PyG does.
     Raises :class:`ValueError` naming the argument on bad input."""
+    if flow not in ('source_to_target', 'target_to_source'):
+        raise ValueError(f"Unknown 'flow' {flow!r}")
+    if flow == 'target_to_source' and is_sparse(edge_index):
+        raise ValueError("Flow direction 'target_to_source' is invalid for "
+                         "a sparse adjacency, which is read as adj_t (rows "
+                         "are targets); pass its transpose instead")
     if isinstance(edge_index, SparseTensor):
         if edge_weight is not None:
             raise ValueError("'edge_weight' must be None for a sparse "
@@ -262,7 +273,8 @@ def graph_entries(
                          f"(one weight per edge), got "
                          f"{list(edge_weight.shape)}")
     _check_weights(edge_weight, "'edge_weight'")
-    return edge_index[1], edge_index[0], edge_weight.to(dtype)
+    target, source = (1, 0) if flow == 'source_to_target' else (0, 1)
+    return edge_index[target], edge_index[source], edge_weight.to(dtype)
 
 
 def _check_weights(weight: Tensor, what: str) -> None:
