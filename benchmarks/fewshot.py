@@ -17,7 +17,7 @@ Examples::
 import os.path as osp
 import sys
 
-if __name__ == '__main__':  # run as a script: import `benchmarks` from the repository root
+if __name__ == '__main__':  # import `benchmarks` from the repository root
     sys.path[0] = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 import argparse

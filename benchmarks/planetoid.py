@@ -33,7 +33,7 @@ inits at once), ``runner`` (runs, grid, shards, resume) and ``summary``.
 import os.path as osp
 import sys
 
-if __name__ == '__main__':  # run as a script: import `benchmarks` from the repository root
+if __name__ == '__main__':  # import `benchmarks` from the repository root
     sys.path[0] = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 import argparse
@@ -112,10 +112,15 @@ def get_parser() -> argparse.ArgumentParser:
 def make_plan(args: argparse.Namespace) -> Plan:
     r"""The validated :class:`Plan` of the parsed flags; raises
     :class:`ValueError` for a bad name, grid or shard."""
+    datasets = [canonical(d, DATASETS, 'dataset') for d in args.dataset]
+    protocols = [canonical(p, PROTOCOLS, 'protocol') for p in args.protocol]
+    for d in datasets:
+        if DATASETS[d].pyg_class == 'npz' and protocols != ['random']:
+            raise ValueError(f"'{DATASETS[d].name}' has the random protocol "
+                             f"only (got --protocol {' '.join(protocols)})")
     return Plan(
-        datasets=[canonical(d, DATASETS, 'dataset') for d in args.dataset],
-        protocols=[canonical(p, PROTOCOLS, 'protocol')
-                   for p in args.protocol],
+        datasets=datasets,
+        protocols=protocols,
         models=[canonical(m, MODELS, 'model') for m in args.model],
         overrides={k: getattr(args, k) for k in HPARAMS if k in args},
         grid=parse_grid(args.grid),

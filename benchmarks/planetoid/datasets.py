@@ -11,6 +11,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import torch
 import torch_geometric.datasets
 from torch import Tensor
+from torch_geometric.io import read_npz
 from torch_geometric.utils import (
     remove_self_loops,
     subgraph,
@@ -61,6 +62,7 @@ def _spec(name, cls, folder, kwargs, bow, row_norm, fixed, step, steps, drop,
 
 
 _WP, _WK, _HG = 'WikipediaNetwork', 'WebKB', 'HeterophilousGraphDataset'
+_GB = 'gnn-benchmark'
 DATASETS: Dict[str, DatasetSpec] = {
     # key           name           class        folder       class kwargs                      bow    row_norm fixed      step  steps drop  hidden  # noqa
     'cora':        _spec('Cora',        'Planetoid', 'Planetoid', dict(name='Cora'),            True,  True,  'geom-gcn', 0.25, 20, 0.25, None),  # noqa
@@ -74,6 +76,10 @@ DATASETS: Dict[str, DatasetSpec] = {
     'wisconsin':   _spec('Wisconsin',   _WK,         _WK,         dict(name='wisconsin'),       True,  True,  'geom-gcn', 0.25, 20, 0.25, 64),    # noqa
     'minesweeper': _spec('Minesweeper', _HG,         _HG,         dict(name='minesweeper'),     False, False, 'shipped',  0.25, 20, 0.25, 64),    # noqa
     'tolokers':    _spec('Tolokers',    _HG,         _HG,         dict(name='tolokers'),        False, False, 'shipped',  0.25, 20, 0.25, 64),    # noqa
+    # The official code's own data files (Shchur et al.'s gnn-benchmark),
+    # read with torch_geometric.io.read_npz; random protocol only.
+    'cora-npz':     _spec('Cora-npz',     'npz',      _GB,         dict(file='cora.npz'),        True,  True,  'none',     0.25, 20, 0.25, None),  # noqa
+    'citeseer-npz': _spec('CiteSeer-npz', 'npz',      _GB,         dict(file='citeseer.npz'),    True,  True,  'none',     0.25, 20, 0.25, None),  # noqa
 }
 
 
@@ -170,6 +176,8 @@ def load_pyg_dataset(spec: DatasetSpec, protocol: str, root: str,
     processed files. Raises :class:`MissingDataError` with the list of
     expected files when they are missing and cannot be downloaded."""
     class_root = os.path.join(root, spec.folder)
+    if spec.pyg_class == 'npz':
+        return [_read_npz(spec, root, class_root)]
     raw = expected_raw_paths(spec, protocol, class_root)
     processed = _processed_dir(spec, protocol, class_root)
     have_raw = all(os.path.isfile(p) for p in raw)
@@ -196,6 +204,18 @@ def load_pyg_dataset(spec: DatasetSpec, protocol: str, root: str,
         raise MissingDataError(
             _missing_message(spec, protocol, root, raw, class_root,
                              e)) from None
+
+
+def _read_npz(spec: DatasetSpec, root: str, class_root: str):
+    # read_npz makes the graph undirected without self-loops and binarises
+    # the features, as the official code's standardisation does.
+    path = os.path.join(class_root, dict(spec.kwargs)['file'])
+    if not os.path.isfile(path):
+        raise MissingDataError(
+            f"Dataset '{spec.name}' is not available: expected the "
+            f"gnn-benchmark file '{os.path.relpath(path, root)}' under "
+            f"--root '{root}' (it is never downloaded)")
+    return read_npz(path)
 
 
 @dataclass
@@ -242,6 +262,11 @@ def preprocess(data, spec: DatasetSpec, protocol: str, num_splits: int,
         edge_index = subgraph(node_index, edge_index, relabel_nodes=True,
                               num_nodes=num_nodes)[0]
         x, y = x[node_index], y[node_index]
+        if spec.pyg_class == 'npz':
+            # The official code one-hot encodes the labels of the component
+            # (sklearn's LabelBinarizer) and takes the argmax: class ids are
+            # the ranks of the labels present.
+            y = torch.unique(y, return_inverse=True)[1]
         splits = random_protocol_splits(y, spec, num_splits, num_inits, seed)
     else:
         splits = fixed_splits(data, spec, protocol, num_splits, num_inits,
