@@ -126,7 +126,7 @@ def test_stability_warning_names_bound():
     _, L = dense_reference(x, ei, w, 0, 0.0, 'sym')
     lam = torch.linalg.eigvalsh(L).max().item()
     conv = DiffConv(0.25, 2)
-    op = conv.build_operator(ei, 40, w)
+    op = conv.build_operator(ei, 40, w, dtype=torch.float64)
     assert 0.95 * lam <= op.lambda_max <= lam * (1 + 1e-9)
     with pytest.warns(RuntimeWarning, match=r'step_size <= 2 / lambda_max'):
         DiffConv(2.2 / lam, 2)(x, ei, w)

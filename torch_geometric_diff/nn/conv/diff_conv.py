@@ -17,7 +17,7 @@ from torch_geometric_diff.nn.diffusion.operator import (
     build_operator,
     graph_entries,
 )
-from torch_geometric_diff.nn.diffusion.spectrum import warn_if_unstable
+from torch_geometric_diff.nn.diffusion.spectrum import check_stability
 
 NORMALIZATIONS = ('sym', 'rw', None)
 ENGINES = ('fused', 'autograd')
@@ -77,9 +77,14 @@ class DiffConv(MessagePassing):
     precision input gives the float32 result rounded once.
 
     Explicit Euler is stable for :math:`\gamma\,\lambda_{\max}(\mathbf{L})
-    \le 2`. :math:`\lambda_{\max}` is estimated by power iteration whenever
-    the operator is built, and a :class:`RuntimeWarning` names the safe bound
-    when :obj:`step_size` exceeds it.
+    \le 2`. Whenever the operator is built, a cheap upper bound on
+    :math:`\lambda_{\max}` is computed (Gershgorin's theorem on a diagonal
+    scaling of :math:`\mathbf{L}`, a few sparse products); only when
+    :math:`\gamma` times the bound exceeds :math:`2` is
+    :math:`\lambda_{\max}` estimated by Lanczos, and a
+    :class:`RuntimeWarning` names the safe bound when :math:`\gamma` exceeds
+    it, with a margin of 0.5% (see
+    :mod:`~torch_geometric_diff.nn.diffusion.spectrum`).
 
     Args:
         step_size (float, optional): The step size :math:`\gamma > 0`.
@@ -287,8 +292,9 @@ class DiffConv(MessagePassing):
                                          accumulation_dtype(dtype), self.flow)
         op = build_operator(row, col, weight, num_nodes, self.normalize,
                             self.add_self_loops)
-        warn_if_unstable(self.step_size, op.lambda_max,
-                         self.__class__.__name__, stacklevel=3)
+        check_stability(self.step_size, op.lambda_bound,
+                        lambda: op.lambda_max, self.__class__.__name__,
+                        stacklevel=3)
         return op
 
     def __repr__(self) -> str:

@@ -14,8 +14,9 @@ its diagonal folded in, so that every step is a single sparse-dense product.
 * :mod:`~.operator`: graph validation, :class:`DiffusionOperator` and
   :func:`operator_values`, the one assembly of the values of
   :math:`\mathbf{M}`.
-* :mod:`~.spectrum`: :math:`\lambda_{\max}(\mathbf{L})` and the stability
-  bound of explicit Euler.
+* :mod:`~.spectrum`: a cheap upper bound on :math:`\lambda_{\max}
+  (\mathbf{L})`, its Lanczos estimate, and the stability check of explicit
+  Euler.
 * :mod:`~.dropout`: counter-based dropout masks (SplitMix64 over the element
   index, keyed by a seed and the step), reproducible on every device.
 * :mod:`~.fused`: :func:`diffuse`, a :func:`torch.library.custom_op` whose
@@ -27,7 +28,7 @@ its diagonal folded in, so that every step is a single sparse-dense product.
 """
 from .dropout import draw_seed, dropout_mask, mask_bits
 from .kernels import cpu_kernels, cpu_kernels_loaded, sparse_linear
-from .spectrum import estimate_lambda_max
+from .spectrum import check_stability, estimate_lambda_max, lambda_max_bound
 from .operator import DiffusionOperator, build_operator, operator_values
 from .fused import diffuse, diffuse_reference
 
@@ -41,6 +42,8 @@ __all__ = [
     'diffuse',
     'diffuse_reference',
     'estimate_lambda_max',
+    'lambda_max_bound',
+    'check_stability',
     'cpu_kernels',
     'cpu_kernels_loaded',
     'sparse_linear',

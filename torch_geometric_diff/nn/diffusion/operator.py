@@ -20,7 +20,10 @@ from torch_geometric.typing import Adj, OptTensor, SparseTensor
 from torch_geometric.utils import is_sparse, is_torch_sparse_tensor
 
 from torch_geometric_diff.nn.diffusion.dropout import dropout_scale
-from torch_geometric_diff.nn.diffusion.spectrum import estimate_lambda_max
+from torch_geometric_diff.nn.diffusion.spectrum import (
+    estimate_lambda_max,
+    lambda_max_bound,
+)
 
 __all__ = [
     'DiffusionOperator',
@@ -69,11 +72,26 @@ class DiffusionOperator:
     crow_t: Optional[Tensor]
     col_t: Optional[Tensor]
     perm_t: Optional[Tensor]
-    lambda_max: float
+    # Upper bound on the spectral radius of L (see spectrum.py).
+    lambda_bound: float
+    # Positive s with diag(s) L diag(s)^-1 symmetric on undirected graphs:
+    # the square roots of the degrees for 'rw', else None.
+    sym_scale: Optional[Tensor] = None
+    _lambda_max: Optional[float] = None
 
     @property
     def symmetric(self) -> bool:
         return self.perm_t is None
+
+    @property
+    def lambda_max(self) -> float:
+        r"""An estimate of :math:`\lambda_{\max}(\mathbf{L})` from below,
+        by Lanczos (see
+        :func:`~torch_geometric_diff.nn.diffusion.spectrum.estimate_lambda_max`),
+        computed on first access."""
+        if self._lambda_max is None:
+            self._lambda_max = estimate_lambda_max(self)
+        return self._lambda_max
 
     def csr(self, values: Tensor, transpose: bool = False) -> Tensor:
         r"""A :obj:`torch.sparse_csr` matrix with this pattern."""
@@ -125,18 +143,20 @@ def _compress(row: Tensor, n: int) -> Tensor:
 
 def build_operator(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int,
                    normalize: Optional[str] = 'sym',
-                   add_self_loops: bool = True,
-                   lambda_iters: int = 50) -> DiffusionOperator:
+                   add_self_loops: bool = True) -> DiffusionOperator:
     r"""Builds :math:`\hat{\mathbf{A}}` and :math:`\mathbf{L}` from the
     entries :math:`A_{ij}` = ``weight`` at (``row`` = target :math:`i`,
     ``col`` = source :math:`j`). Duplicate entries are summed and self-loops
     already in the input count towards :math:`A_{ii}`; with
     :obj:`add_self_loops`, one unit self-loop is added on top, as the paper's
     ``adj + I``. The construction is differentiable in ``weight``.
-    :math:`\lambda_{\max}(\mathbf{L})` is estimated with
-    :obj:`lambda_iters` power iterations.
+    The operator carries the cheap upper bound
+    :func:`~torch_geometric_diff.nn.diffusion.spectrum.lambda_max_bound` on
+    :math:`\lambda_{\max}(\mathbf{L})`; its Lanczos estimate
+    :attr:`DiffusionOperator.lambda_max` is computed on demand.
     """
     n = num_nodes
+    sym_scale = None
     loop = row == col
     off = ~loop
     r, c, w = row[off], col[off], weight[off]
@@ -154,6 +174,8 @@ def build_operator(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int,
             a_off = (dis[r] * dis[c]) * w  # Exactly symmetric if w is.
             a_diag = dis * dis * a_diag
         elif normalize == 'rw':
+            sym_scale = deg.detach().clamp_min(0).sqrt().masked_fill(
+                deg.detach() <= 0, 1.0)
             dinv = deg.reciprocal()
             dinv = dinv.masked_fill(torch.isinf(dinv), 0.)
             a_off = dinv[r] * w
@@ -187,9 +209,11 @@ def build_operator(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int,
             col_t = crow_row[perm_t]
         else:
             perm_t = None
+        bound = lambda_max_bound(edge_index[1], edge_index[0],
+                                 edge_lval.detach(), n)
         op = DiffusionOperator(n, edge_index, edge_ival, edge_lval, crow, ccol,
-                               ival, lval, crow_t, col_t, perm_t, 0.0)
-        op.lambda_max = estimate_lambda_max(op, lambda_iters)
+                               ival, lval, crow_t, col_t, perm_t,
+                               float(bound), sym_scale)
     return op
 
 
