@@ -1,6 +1,7 @@
 r"""The graphs of the speed benchmark: Planetoid's citation graphs with
-binary, row-normalised bag-of-words features (sparse), and a random graph
-of ogbn-arxiv's size with dense features."""
+binary, row-normalised bag-of-words features (sparse), a random graph
+of ogbn-arxiv's size with dense features (synthetic), and a tiny random graph
+with sparse features for quick checks."""
 import os
 import shutil
 import tempfile
@@ -11,7 +12,8 @@ from torch_geometric.utils import to_undirected
 
 from benchmarks.common.cli import UsageError
 
-GRAPHS = ('cora', 'citeseer', 'pubmed', 'arxiv-synthetic')
+GRAPHS = ('cora', 'citeseer', 'pubmed', 'arxiv-synthetic',
+          'tiny-synthetic')
 PLANETOID = {'cora': 'Cora', 'citeseer': 'CiteSeer', 'pubmed': 'PubMed'}
 
 
@@ -61,6 +63,16 @@ def load_graph(name: str, root: Optional[str], device: torch.device,
         y = torch.randint(0, c, (n, ), generator=gen)
         mask = torch.rand(n, generator=gen) < 0.54
         sparse = False
+    elif name == 'tiny-synthetic':
+        gen = torch.Generator().manual_seed(seed)
+        n, e, f, c = 200, 600, 24, 3
+        ei = to_undirected(torch.randint(0, n, (2, e), generator=gen),
+                           num_nodes=n)
+        x = (torch.rand(n, f, generator=gen) < 0.2).float()
+        x = x / x.sum(1, keepdim=True).clamp(min=1)
+        y = torch.randint(0, c, (n, ), generator=gen)
+        mask = torch.rand(n, generator=gen) < 0.5
+        sparse = True
     else:
         raise ValueError(f"Unknown graph '{name}'")
     out = dict(name=name, x=x.to(device), y=y.to(device),
