@@ -16,12 +16,21 @@ Compared, on the same graph, device and settings:
   dropout);
 * ``gcn``: a 2-layer ``GCNConv`` network (hidden 64), for scale.
 
+That is section ``epoch``, the default. ``--sections`` adds others, each run
+on every graph of ``--graphs`` in the same process (see
+:mod:`benchmarks.speed.sections`): ``masks`` (per-step dropout masks on and
+off, C++ and PyTorch kernel paths), ``threads`` (epochs at several thread
+counts, interleaved), ``uncached`` (the uncached layer against the cached
+one) and ``implicit`` (implicit steps against explicit and APPNP steps).
 The modules behind it are in :mod:`benchmarks.speed`.
 
-Example::
+Examples::
 
     python benchmarks/speed.py --graphs cora pubmed arxiv-synthetic \
         --root ../shared/data --out results/speed
+    python benchmarks/speed.py --sections uncached,implicit --graphs cora \
+        pubmed --num-steps 10 --width 64 --root ../shared/data \
+        --out results/speed-implicit
 """
 import os.path as osp
 import sys
@@ -38,15 +47,16 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from benchmarks.common import environment_info
-from benchmarks.common.cli import (check_device, check_output_file,
+from benchmarks.common.cli import (UsageError, check_device,
+                                   check_output_file, check_threads,
                                    nonnegative_int, positive_float,
                                    positive_int, probability, run_main)
 from benchmarks.speed.graphs import GRAPHS, check_graphs, load_graph
 from benchmarks.speed.memory import measure, print_probe, run_memory
 from benchmarks.speed.models import MODELS
 from benchmarks.speed.report import hardware, markdown
-from benchmarks.speed.timing import (profile_epoch, time_model,
-                                     time_propagation)
+from benchmarks.speed.sections import SECTIONS, parse_sections, run_section
+from benchmarks.speed.timing import load_average
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -71,43 +81,59 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='output prefix: writes <out>.json and <out>.md')
     parser.add_argument('--profile', action='store_true',
                         help='print a torch.profiler table of one '
-                        'diffresnet epoch per graph')
+                        'diffresnet epoch per graph (epoch) and of one '
+                        'forward+backward with masks per path (masks)')
     parser.add_argument('--memory-probe', action='store_true',
                         help=argparse.SUPPRESS)
+    parser.add_argument('--sections', nargs='+', default=['epoch'],
+                        help='sections to run, space or comma separated: '
+                        f'{", ".join(SECTIONS)} (default: epoch)')
+    parser.add_argument('--threads', type=positive_int, default=None,
+                        help='intra-op threads for the whole run '
+                        '(default: torch\'s)')
+    parser.add_argument('--width', type=positive_int, default=None,
+                        help='feature columns diffused by masks, uncached '
+                        'and implicit (random, seeded); default: the '
+                        'graph\'s own features for masks, 64 for the others')
+    parser.add_argument('--thread-counts', type=positive_int, nargs='+',
+                        default=[1, 2], help='threads: the thread counts')
+    parser.add_argument('--thread-models', nargs='+', choices=MODELS,
+                        default=['diffresnet', 'official'],
+                        help='threads: the models')
+    parser.add_argument('--gammas', type=positive_float, nargs='+',
+                        default=[1.0, 4.0],
+                        help='implicit: the step sizes of the implicit step')
+    parser.add_argument('--cg-tol', type=positive_float, default=1e-6,
+                        help='implicit: relative residual at which CG stops')
+    parser.add_argument('--cg-max-iter', type=positive_int, default=100,
+                        help='implicit: most CG iterations per solve')
     return parser.parse_args(argv)
 
 
 def run(args: argparse.Namespace,
         argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    r"""Times every model on every graph, measures peak memory, writes
-    ``<out>.json`` and ``<out>.md`` and returns the report."""
+    r"""Runs every section in :obj:`args.sections` on every graph (section
+    ``epoch``: every model's timing and, unless :obj:`args.no_memory`, peak
+    memory), writes ``<out>.json`` and ``<out>.md`` and returns the
+    report."""
     device = torch.device(args.device)
-    diffusion = dict(step_size=args.step_size, dropout=args.dropout)
-    repeats = dict(warmup=args.warmup, repeats=args.repeats)
+    load_start = load_average()
     results: Dict[str, Dict] = {}
     for graph in args.graphs:
         g = load_graph(graph, args.root, device, args.seed)
-        timing = {}
-        for model in args.models:
-            timing[model] = time_model(model, g, args.num_steps,
-                                       seed=args.seed, device=device,
-                                       **diffusion, **repeats)
-            print(f'{graph:16s} {model:17s} ' +
-                  ' '.join(f'{k}={v:.1f}'
-                           for k, v in timing[model].items()), flush=True)
-        results[graph] = dict(timing=timing, propagation=time_propagation(
-            g, args.num_steps, device=device, **diffusion, **repeats))
-        print(f'{graph:16s} propagation ' + ' '.join(
-            f'{k}={v:.2f}' for k, v in results[graph]['propagation'].items()),
-              flush=True)
-        if args.profile:
-            results[graph]['profile'] = profile_epoch(
-                g, args.num_steps, device=device, **diffusion)
+        results[graph] = {}
+        for name in args.sections:
+            out = run_section(name, graph, g, args, device)
+            if name == 'epoch':  # Its fields stay at the graph's level.
+                results[graph].update(out)
+            else:
+                results[graph][name] = out
         del g
-        if not args.no_memory:
+        if 'epoch' in args.sections and not args.no_memory:
             results[graph]['memory'] = run_memory(
                 graph, args.root, device, args.models, args.mem_steps,
-                seed=args.seed, **diffusion)
+                seed=args.seed, step_size=args.step_size,
+                dropout=args.dropout)
             print(f'{graph:16s} peak MiB {results[graph]["memory"]}',
                   flush=True)
 
@@ -119,8 +145,10 @@ def run(args: argparse.Namespace,
         num_steps=args.num_steps, step_size=args.step_size,
         dropout=args.dropout, repeats=args.repeats,
         mem_steps=args.mem_steps, models=args.models,
-        **environment_info(args.device))
+        sections=args.sections, warmup=args.warmup, load_start=load_start,
+        load_end=load_average(), **environment_info(args.device))
     report = dict(meta=meta, results=results)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out + '.json', 'w') as f:
         json.dump(report, f, indent=1)
     md = markdown(results, meta)
@@ -132,7 +160,12 @@ def run(args: argparse.Namespace,
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    args.sections = parse_sections(args.sections)
+    if 'masks' in args.sections and args.dropout == 0:
+        raise UsageError('--dropout must be > 0 for section masks (it '
+                         'compares masks on and off)')
     device = check_device(args.device)
+    check_threads(args.threads)
     check_graphs(args.graphs, args.root)
     if args.memory_probe:  # The child process of run_memory on the CPU.
         print_probe(measure(args.graphs[0], args.root, device, args.models,

@@ -1,15 +1,68 @@
 r"""The speed benchmark's Markdown report: epoch times with speed-ups, the
-diffusion against APPNP's propagation, and peak memory against K."""
+diffusion against APPNP's propagation, peak memory against K, the tables of
+the other sections, and the configuration each ran under."""
 import platform
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import torch
 
+from benchmarks.speed import implicit, masks, threads, uncached
+
+SECTION_TABLES = {
+    'masks': masks.markdown,
+    'threads': threads.markdown,
+    'uncached': uncached.markdown,
+    'implicit': implicit.markdown,
+}
+
 
 def markdown(results: Dict[str, Any], meta: Dict[str, Any]) -> str:
-    r"""The tables of :obj:`results` (per graph: ``timing``,
-    ``propagation`` and optionally ``memory``) under a header from
-    :obj:`meta`."""
+    r"""The tables of every section in :obj:`meta['sections']` (``epoch``
+    alone if absent) over :obj:`results`, under a header from :obj:`meta`,
+    followed by the configuration of every section and graph."""
+    sections = meta.get('sections', ['epoch'])
+    if 'epoch' in sections:
+        lines = epoch_tables(results, meta)
+    else:
+        lines = [
+            f"Measured {meta['date']} on {meta['hardware']} (torch "
+            f"{meta['torch']}, torch_geometric {meta['torch_geometric']}); "
+            f"medians of {meta['repeats']} repeats after {meta['warmup']} "
+            f"warm-up.", '', f"Command: `{meta['command']}`"
+        ]
+    for name in sections:
+        if name in SECTION_TABLES:
+            lines += SECTION_TABLES[name](results)
+    lines += configuration(results, meta)
+    return '\n'.join(lines) + '\n'
+
+
+def configuration(results: Dict[str, Any],
+                  meta: Dict[str, Any]) -> List[str]:
+    r"""One line per section and graph with the settings it ran under
+    (cached or not, the layout of x, threads, machine load)."""
+    lines = [
+        '', f"Configuration: {meta['num_threads']} intra-op threads, C++ "
+        f"kernels {'loaded' if meta['cpp_kernels'] else 'not loaded'}, "
+        f"machine load (1, 5, 15 min) {meta['load_start']} at start, "
+        f"{meta['load_end']} at end.", ''
+    ]
+    for graph, r in results.items():
+        for key, value in r.items():
+            if not isinstance(value, dict):
+                continue
+            conf = value if key == 'epoch_config' else value.get('config')
+            if not isinstance(conf, dict):
+                continue
+            name = 'epoch' if key == 'epoch_config' else key
+            lines.append(f'- {graph} / {name}: ' + ', '.join(
+                f'{k}={v}' for k, v in conf.items()))
+    return lines
+
+
+def epoch_tables(results: Dict[str, Any], meta: Dict[str, Any]) -> List[str]:
+    r"""The header and the tables of section ``epoch``: per graph
+    ``timing``, ``propagation`` and optionally ``memory``."""
     lines = [
         f"Measured {meta['date']} on {meta['hardware']} "
         f"(torch {meta['torch']}, torch_geometric "
@@ -62,7 +115,7 @@ def markdown(results: Dict[str, Any], meta: Dict[str, Any]) -> str:
                 lines.append(f'| {graph} | {model} | ' +
                              ' | '.join(f'{v:.0f}' for v in vals) +
                              f' | {ratio:.2f} |')
-    return '\n'.join(lines) + '\n'
+    return lines
 
 
 def hardware(device: torch.device) -> str:
