@@ -80,6 +80,13 @@ def _diffuse_op(x: Tensor, crow: Tensor, col: Tensor, ival: Tensor,
                 lval: Tensor, gamma: Tensor, crow_t: Optional[Tensor],
                 col_t: Optional[Tensor], perm_t: Optional[Tensor],
                 num_steps: int, dropout: float, seed: Tensor) -> Tensor:
+    return _forward(x, crow, col, ival, lval, gamma, num_steps, dropout,
+                    seed)
+
+
+def _forward(x: Tensor, crow: Tensor, col: Tensor, ival: Tensor,
+             lval: Tensor, gamma: Tensor, num_steps: int, dropout: float,
+             seed: Tensor) -> Tensor:
     n = x.size(0)
     M = _csr(crow, col, operator_values(ival, lval, gamma, dropout), n)
     if num_steps == 0:
@@ -101,6 +108,15 @@ def _diffuse_backward_op(grad: Tensor, x: Optional[Tensor], crow: Tensor,
                          col_t: Optional[Tensor], perm_t: Optional[Tensor],
                          num_steps: int, dropout: float,
                          seed: Tensor) -> Tuple[Tensor, Tensor]:
+    return _backward_steps(grad, x, crow, col, ival, lval, gamma, crow_t,
+                           col_t, perm_t, num_steps, dropout, seed)
+
+
+def _backward_steps(grad: Tensor, x: Optional[Tensor], crow: Tensor,
+                    col: Tensor, ival: Tensor, lval: Tensor, gamma: Tensor,
+                    crow_t: Optional[Tensor], col_t: Optional[Tensor],
+                    perm_t: Optional[Tensor], num_steps: int, dropout: float,
+                    seed: Tensor) -> Tuple[Tensor, Tensor]:
     n, p, seed_ = grad.size(0), dropout, int(seed)
     scale = dropout_scale(p)
     transpose = crow_t is not None

@@ -11,7 +11,7 @@ one place where the values of :math:`\mathbf{M}` are assembled from them.
 """
 import warnings
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -27,7 +27,10 @@ from torch_geometric_diff.nn.diffusion.spectrum import (
 
 __all__ = [
     'DiffusionOperator',
+    'EdgeOperator',
     'build_operator',
+    'coalesce_csr',
+    'edge_operator',
     'graph_entries',
     'operator_values',
 ]
@@ -141,80 +144,118 @@ def _compress(row: Tensor, n: int) -> Tensor:
     return crow
 
 
+class EdgeOperator(NamedTuple):
+    r"""The entries of :math:`\mathbf{I}` and :math:`\mathbf{L}` on a
+    static pattern: the :math:`|\mathcal{E}|` input entries in input order
+    (self-loops among them carry zero), then one diagonal entry per node.
+    Duplicates are not merged."""
+    target: Tensor
+    source: Tensor
+    ival: Tensor
+    lval: Tensor
+    sym_scale: Optional[Tensor]
+
+
+def edge_operator(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int,
+                  normalize: Optional[str] = 'sym',
+                  add_self_loops: bool = True) -> EdgeOperator:
+    r"""Normalizes the entries :math:`A_{ij}` = ``weight`` at (``row`` =
+    target :math:`i`, ``col`` = source :math:`j`) and returns
+    :math:`\mathbf{I}` and :math:`\mathbf{L} = \mathrm{diag}(\hat{\mathbf{A}}
+    \mathbf{1}) - \hat{\mathbf{A}}` as an :class:`EdgeOperator`. Self-loops
+    already in the input count towards :math:`A_{ii}`; with
+    :obj:`add_self_loops`, one unit self-loop is added on top, as the paper's
+    ``adj + I``. Every tensor has a shape fixed by :math:`|\mathcal{E}|` and
+    :math:`N`, so this traces under :func:`torch.compile`; it is
+    differentiable in ``weight``. For :obj:`'rw'`, :obj:`sym_scale` holds the
+    square roots of the degrees (:obj:`1` where zero)."""
+    n = num_nodes
+    loop = (row == col).to(weight.dtype)
+    w = weight * (1.0 - loop)  # Off-diagonal weights; loops carry zero.
+    a_diag = weight.new_zeros(n).index_add(0, row, weight * loop)
+    if add_self_loops and normalize is not None:
+        a_diag = a_diag + 1.0
+
+    sym_scale = None
+    if normalize is None:
+        a_off = w
+    else:
+        deg = a_diag.index_add(0, row, w)  # Row sums of A (+ I).
+        if normalize == 'sym':
+            dis = deg.pow(-0.5)
+            dis = dis.masked_fill(torch.isinf(dis), 0.)
+            a_off = (dis[row] * dis[col]) * w  # Exactly symmetric if w is.
+            a_diag = dis * dis * a_diag
+        elif normalize == 'rw':
+            d = deg.detach()
+            sym_scale = d.clamp_min(0).sqrt().masked_fill(d <= 0, 1.0)
+            dinv = deg.reciprocal()
+            dinv = dinv.masked_fill(torch.isinf(dinv), 0.)
+            a_off = dinv[row] * w
+            a_diag = dinv * a_diag
+        else:
+            raise ValueError(f"Unknown normalization '{normalize}'")
+    d_hat = a_diag.index_add(0, row, a_off)  # \hat{A} 1
+
+    nodes = torch.arange(n, device=row.device)
+    return EdgeOperator(
+        torch.cat([row, nodes]), torch.cat([col, nodes]),
+        torch.cat([torch.zeros_like(w), w.new_ones(n)]),
+        torch.cat([-a_off, d_hat - a_diag]), sym_scale)
+
+
+@torch.no_grad()
+def coalesce_csr(target: Tensor, source: Tensor, ival: Tensor, lval: Tensor,
+                 num_nodes: int, transpose: bool = True) -> Tuple[Tensor, ...]:
+    r"""Sums duplicate entries into the CSR form of :math:`\mathbf{M}`
+    (``crow``, ``col``, ``ival``, ``lval``) and returns with it the CSR
+    pattern of :math:`\mathbf{M}^{\top}` as a permutation of the values
+    (``crow_t``, ``col_t``, ``perm_t``), or three :obj:`None` if
+    :math:`\mathbf{L}` is symmetric or :obj:`transpose` is :obj:`False`."""
+    n = num_nodes
+    key = target * n + source
+    key, inv = torch.unique(key, sorted=True, return_inverse=True)
+    ival = ival.new_zeros(key.numel()).index_add_(0, inv, ival.detach())
+    lval = lval.new_zeros(key.numel()).index_add_(0, inv, lval.detach())
+    crow_row, ccol = key // n, key % n
+    crow = _compress(crow_row, n)
+    if not transpose:
+        return crow, ccol, ival, lval, None, None, None
+
+    key_t = ccol * n + crow_row
+    perm_t = torch.argsort(key_t)
+    if torch.equal(key_t[perm_t], key) and torch.equal(lval[perm_t], lval):
+        return crow, ccol, ival, lval, None, None, None
+    return (crow, ccol, ival, lval, _compress(ccol[perm_t], n),
+            crow_row[perm_t], perm_t)
+
+
 def build_operator(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int,
                    normalize: Optional[str] = 'sym',
                    add_self_loops: bool = True) -> DiffusionOperator:
-    r"""Builds :math:`\hat{\mathbf{A}}` and :math:`\mathbf{L}` from the
-    entries :math:`A_{ij}` = ``weight`` at (``row`` = target :math:`i`,
-    ``col`` = source :math:`j`). Duplicate entries are summed and self-loops
-    already in the input count towards :math:`A_{ii}`; with
-    :obj:`add_self_loops`, one unit self-loop is added on top, as the paper's
-    ``adj + I``. The construction is differentiable in ``weight``.
-    The operator carries the cheap upper bound
+    r"""Builds the :class:`DiffusionOperator` of the entries :math:`A_{ij}`
+    = ``weight`` at (``row`` = target :math:`i`, ``col`` = source :math:`j`)
+    (see :func:`edge_operator`): duplicate entries are summed into one CSR
+    matrix. The construction is differentiable in ``weight`` through the
+    edge-list form. The operator carries the cheap upper bound
     :func:`~torch_geometric_diff.nn.diffusion.spectrum.lambda_max_bound` on
     :math:`\lambda_{\max}(\mathbf{L})`; its Lanczos estimate
     :attr:`DiffusionOperator.lambda_max` is computed on demand.
     """
     n = num_nodes
-    sym_scale = None
-    loop = row == col
-    off = ~loop
-    r, c, w = row[off], col[off], weight[off]
-    a_diag = weight.new_zeros(n).index_add(0, row[loop], weight[loop])
-    if add_self_loops and normalize is not None:
-        a_diag = a_diag + 1.0
-
-    if normalize is None:
-        a_off = w
-    else:
-        deg = a_diag.index_add(0, r, w)  # Row sums of A (+ I).
-        if normalize == 'sym':
-            dis = deg.pow(-0.5)
-            dis = dis.masked_fill(torch.isinf(dis), 0.)
-            a_off = (dis[r] * dis[c]) * w  # Exactly symmetric if w is.
-            a_diag = dis * dis * a_diag
-        elif normalize == 'rw':
-            sym_scale = deg.detach().clamp_min(0).sqrt().masked_fill(
-                deg.detach() <= 0, 1.0)
-            dinv = deg.reciprocal()
-            dinv = dinv.masked_fill(torch.isinf(dinv), 0.)
-            a_off = dinv[r] * w
-            a_diag = dinv * a_diag
-        else:
-            raise ValueError(f"Unknown normalization '{normalize}'")
-    d_hat = a_diag.index_add(0, r, a_off)  # \hat{A} 1
-
-    nodes = torch.arange(n, device=row.device)
-    edge_index = torch.stack([torch.cat([c, nodes]), torch.cat([r, nodes])])
-    edge_ival = torch.cat([w.new_zeros(r.numel()), w.new_ones(n)])
-    edge_lval = torch.cat([-a_off, d_hat - a_diag])
-
-    # Coalesce into CSR; all diagonal entries stay in the pattern.
-    with torch.no_grad():
-        key = edge_index[1] * n + edge_index[0]
-        key, inv = torch.unique(key, sorted=True, return_inverse=True)
-        ival = edge_ival.new_zeros(key.numel()).index_add_(
-            0, inv, edge_ival.detach())
-        lval = edge_lval.new_zeros(key.numel()).index_add_(
-            0, inv, edge_lval.detach())
-        crow_row, ccol = key // n, key % n
-        crow = _compress(crow_row, n)
-
-        key_t = ccol * n + crow_row
-        perm_t = torch.argsort(key_t)
-        crow_t = col_t = None
-        if not (torch.equal(key_t[perm_t], key)
-                and torch.equal(lval[perm_t], lval)):
-            crow_t = _compress(ccol[perm_t], n)
-            col_t = crow_row[perm_t]
-        else:
-            perm_t = None
-        bound = lambda_max_bound(edge_index[1], edge_index[0],
-                                 edge_lval.detach(), n)
-        op = DiffusionOperator(n, edge_index, edge_ival, edge_lval, crow, ccol,
-                               ival, lval, crow_t, col_t, perm_t,
-                               float(bound), sym_scale)
-    return op
+    eo = edge_operator(row, col, weight, n, normalize, add_self_loops)
+    # The edge-list form drops the input self-loops (zero there), as PyG's
+    # explain machinery expects.
+    keep = torch.cat([row != col, torch.ones(n, dtype=torch.bool,
+                                             device=row.device)])
+    edge_index = torch.stack([eo.source[keep], eo.target[keep]])
+    edge_ival, edge_lval = eo.ival[keep], eo.lval[keep]
+    crow, col_, ival, lval, crow_t, col_t, perm_t = coalesce_csr(
+        eo.target, eo.source, eo.ival, eo.lval, n)
+    bound = lambda_max_bound(eo.target, eo.source, eo.lval.detach(), n)
+    return DiffusionOperator(n, edge_index, edge_ival, edge_lval, crow, col_,
+                             ival, lval, crow_t, col_t, perm_t, float(bound),
+                             eo.sym_scale)
 
 
 # Graph input validation ######################################################
@@ -226,9 +267,10 @@ def graph_entries(
     edge_weight: OptTensor = None,
     dtype: torch.dtype = torch.float32,
     flow: str = 'source_to_target',
+    validate: bool = True,
 ) -> Tuple[Tensor, Tensor, Tensor]:
-    r"""Returns the validated entries (row = target, col = source, weight)
-    of the adjacency matrix given as :obj:`edge_index` (with optional
+    r"""Returns the entries (row = target, col = source, weight) of the
+    adjacency matrix given as :obj:`edge_index` (with optional
     :obj:`edge_weight`, else unit weights) or as a sparse :obj:`adj_t`
     (:class:`torch_sparse.SparseTensor` or :obj:`torch.sparse`), with the
     weights cast to :obj:`dtype` (differentiably). With
@@ -236,6 +278,12 @@ def graph_entries(
     as in :class:`~torch_geometric.nn.conv.MessagePassing`; a sparse
     adjacency is always read as :obj:`adj_t` (rows are targets) and so
     rejected with that flow, as PyG does.
+
+    Shapes and dtypes are always checked (this costs nothing). With
+    :obj:`validate`, the values are checked too, node indices in
+    :math:`[0, N)` and weights finite and non-negative, by one fused
+    :math:`O(|\mathcal{E}|)` reduction and a single synchronisation (under
+    :func:`torch.compile`, an asynchronous assertion instead).
     Raises :class:`ValueError` naming the argument on bad input."""
     if flow not in ('source_to_target', 'target_to_source'):
         raise ValueError(f"Unknown 'flow' {flow!r}")
@@ -252,7 +300,10 @@ def graph_entries(
         row, col, value = edge_index.coo()
         if value is None:
             value = torch.ones(row.numel(), device=row.device, dtype=dtype)
-        _check_weights(value, "The values of the sparse adjacency")
+        _check_float(value, "The values of the sparse adjacency")
+        if validate:
+            _check_values(None, value, num_nodes,
+                          "The values of the sparse adjacency")
         return row, col, value.to(dtype)
 
     if not isinstance(edge_index, Tensor):
@@ -271,7 +322,10 @@ def graph_entries(
         adj = edge_index.to_sparse_coo().coalesce()
         row, col = adj.indices()
         value = adj.values()
-        _check_weights(value, "The values of the sparse adjacency")
+        _check_float(value, "The values of the sparse adjacency")
+        if validate:
+            _check_values(None, value, num_nodes,
+                          "The values of the sparse adjacency")
         return row, col, value.to(dtype)
 
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
@@ -282,37 +336,60 @@ def graph_entries(
         raise ValueError(f"'edge_index' must hold integer node indices "
                          f"(got {edge_index.dtype})")
     edge_index = edge_index.long()
-    if edge_index.numel() > 0:
-        lo, hi = int(edge_index.min()), int(edge_index.max())
-        if lo < 0 or hi >= num_nodes:
-            raise ValueError(f"'edge_index' holds node indices outside "
-                             f"[0, {num_nodes}) (found range [{lo}, {hi}]); "
-                             f"'x' has {num_nodes} rows")
     num_edges = edge_index.size(1)
     if edge_weight is None:
         edge_weight = torch.ones(num_edges, device=edge_index.device,
                                  dtype=dtype)
-    elif edge_weight.dim() != 1 or edge_weight.numel() != num_edges:
+    elif edge_weight.dim() != 1 or edge_weight.size(0) != num_edges:
         raise ValueError(f"'edge_weight' must have shape [{num_edges}] "
                          f"(one weight per edge), got "
                          f"{list(edge_weight.shape)}")
-    _check_weights(edge_weight, "'edge_weight'")
+    _check_float(edge_weight, "'edge_weight'")
+    if validate:
+        _check_values(edge_index, edge_weight, num_nodes, "'edge_weight'")
     target, source = (1, 0) if flow == 'source_to_target' else (0, 1)
     return edge_index[target], edge_index[source], edge_weight.to(dtype)
 
 
-def _check_weights(weight: Tensor, what: str) -> None:
+def _check_float(weight: Tensor, what: str) -> None:
     if not weight.is_floating_point():
         raise ValueError(f"{what} must be floating point "
                          f"(got {weight.dtype})")
+
+
+def _check_values(index: Optional[Tensor], weight: Tensor, num_nodes: int,
+                  what: str) -> None:
+    # One fused reduction and one synchronisation; details only on failure.
+    checks = []
+    if index is not None and index.numel() > 0:
+        lo, hi = torch.aminmax(index)
+        checks += [lo >= 0, hi < num_nodes]
     if weight.numel() > 0:
-        w = weight.detach()
-        if not bool(torch.isfinite(w).all()):
-            raise ValueError(f"{what} holds non-finite values")
-        if bool((w < 0).any()):
-            raise ValueError(f"{what} holds negative values "
-                             f"(min {float(w.min()):g}); diffusion needs "
-                             f"non-negative weights")
+        w_lo, w_hi = torch.aminmax(weight.detach())
+        checks += [w_lo >= 0, w_hi < float('inf')]  # False for NaN.
+    if not checks:
+        return
+    ok = torch.stack(checks).all()
+    if torch.compiler.is_compiling():
+        torch._assert_async(
+            ok, "invalid graph: node indices outside [0, num_nodes) or "
+            "negative or non-finite edge weights")
+    elif not bool(ok):
+        _raise_value_error(index, weight.detach(), num_nodes, what)
+
+
+def _raise_value_error(index: Optional[Tensor], w: Tensor, num_nodes: int,
+                       what: str) -> None:
+    if index is not None and index.numel() > 0:
+        lo, hi = int(index.min()), int(index.max())
+        if lo < 0 or hi >= num_nodes:
+            raise ValueError(f"'edge_index' holds node indices outside "
+                             f"[0, {num_nodes}) (found range [{lo}, {hi}]); "
+                             f"'x' has {num_nodes} rows")
+    if not bool(torch.isfinite(w).all()):
+        raise ValueError(f"{what} holds non-finite values")
+    raise ValueError(f"{what} holds negative values (min {float(w.min()):g}); "
+                     f"diffusion needs non-negative weights")
 
 
 def _check_square(n_rows: int, n_cols: int, num_nodes: int) -> None:
