@@ -10,7 +10,7 @@ OUT ?= results
 PY := $(VENV)/bin/python
 export TGD_SHARED_DATA
 
-.PHONY: venv test test-slow bench-quick clean
+.PHONY: venv test test-slow mutation bench-quick clean
 
 $(VENV)/.installed-%: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: $(VENV)/.installed-dev
 
 test-slow: $(VENV)/.installed-dev
 	$(PY) -m pytest -q -m slow
+
+# Single-point mutations of the core against their tests (not part of
+# `make test`): prints the score and the surviving mutations.
+mutation: $(VENV)/.installed-dev
+	$(PY) tests/mutation.py
 
 bench-quick: $(VENV)/.installed-dev
 	$(PY) benchmarks/planetoid.py --dataset Cora --model diffresnet gcn \
