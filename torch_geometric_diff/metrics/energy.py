@@ -1,5 +1,6 @@
 from typing import Optional
 
+import torch
 from torch import Tensor
 from torch_geometric.utils import scatter
 
@@ -21,6 +22,10 @@ def dirichlet_energy(
         \, \|\mathbf{x}_i - \mathbf{x}_j\|^2,
 
     summed over the edges as given (:obj:`edge_weight` defaults to one).
+    The sum is taken in the floating type of :obj:`x` and
+    :obj:`edge_weight` promoted together (the default float type for an
+    integer signal with integer or no weights). A NaN in :obj:`x` or in an
+    edge weight makes the energy NaN.
     When every edge is stored in both directions with the same weight (an
     undirected graph), this is :math:`\sum_{\{i, j\}} w_{ij} \|x_i - x_j\|^2
     = \mathrm{tr}(\mathbf{X}^{\top} \mathbf{L} \mathbf{X})` with
@@ -58,24 +63,44 @@ def dirichlet_energy(
     if normalization not in (None, 'sym'):
         raise ValueError(f"'normalization' must be None or 'sym' "
                          f"(got {normalization!r})")
+    if not isinstance(x, Tensor):
+        raise TypeError(f"'x' must be a tensor (got {type(x).__name__})")
     if x.dim() == 1:
         x = x.view(-1, 1)
     if x.dim() != 2:
         raise ValueError(f"'x' must be a [num_nodes, num_features] matrix "
                          f"(got shape {tuple(x.shape)})")
+    if not isinstance(edge_index, Tensor) or edge_index.dtype not in (
+            torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+        raise TypeError(f"'edge_index' must be an integer tensor (got "
+                        f"{getattr(edge_index, 'dtype', type(edge_index))})")
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"'edge_index' must have shape [2, num_edges] "
                          f"(got {tuple(edge_index.shape)})")
+    edge_index = edge_index.long()
     N, E = x.size(0), edge_index.size(1)
+    if E > 0 and int(edge_index.min()) < 0:
+        raise ValueError(f"'edge_index' holds a negative node index "
+                         f"({int(edge_index.min())})")
     if E > 0 and int(edge_index.max()) >= N:
         raise ValueError(f"'edge_index' refers to node "
                          f"{int(edge_index.max())} but 'x' has {N} rows")
+    if edge_weight is not None and not isinstance(edge_weight, Tensor):
+        raise TypeError(f"'edge_weight' must be a tensor or None (got "
+                        f"{type(edge_weight).__name__})")
+    # The arithmetic runs in a floating type that holds both operands, so
+    # an integer signal keeps fractional weights.
+    dtype = x.dtype if edge_weight is None else torch.promote_types(
+        x.dtype, edge_weight.dtype)
+    if not dtype.is_floating_point:
+        dtype = torch.get_default_dtype()
+    x = x.to(dtype)
     if edge_weight is None:
         edge_weight = x.new_ones(E)
     elif edge_weight.numel() != E:
         raise ValueError(f"'edge_weight' must have {E} entries "
                          f"(got {edge_weight.numel()})")
-    edge_weight = edge_weight.view(-1).to(x.dtype)
+    edge_weight = edge_weight.view(-1).to(dtype)
 
     if normalization == 'sym':
         deg = scatter(edge_weight, edge_index[1], dim=0, dim_size=N,

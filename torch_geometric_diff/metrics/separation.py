@@ -34,8 +34,13 @@ def nearest_enemy_and_eccentricity(
     Returns:
         (l, e): two tensors of shape :math:`[N]`. :math:`l_i = \infty` when
         only one group exists; :math:`e_i = 0` for a singleton group.
+
+    Raises:
+        ValueError: If :obj:`x` holds NaN or infinite values.
     """
     x, y = _check_xy(x, y)
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("'x' holds NaN or infinite values")
     N = x.size(0)
     chunk_size = _auto_chunk(N, N, chunk_size)
     enemy = torch.empty(N, dtype=x.dtype, device=x.device)
@@ -57,9 +62,16 @@ def nearest_enemy_and_eccentricity(
 
 
 def _check_xy(x: Tensor, y: Tensor) -> Tuple[Tensor, Tensor]:
+    if not isinstance(x, Tensor) or x.layout != torch.strided:
+        raise TypeError(f"'x' must be a dense tensor (got "
+                        f"{getattr(x, 'layout', type(x).__name__)})")
     if x.dim() != 2:
         raise ValueError(f"'x' must be a [num_points, num_features] matrix "
                          f"(got shape {tuple(x.shape)})")
+    if not isinstance(y, Tensor) or y.is_floating_point() \
+            or y.is_complex():
+        raise TypeError(f"'y' must be an integer tensor of groups (got "
+                        f"{getattr(y, 'dtype', type(y).__name__)})")
     if y.dim() != 1 or y.numel() != x.size(0):
         raise ValueError(f"'y' must have shape [{x.size(0)}] "
                          f"(got {tuple(y.shape)})")
@@ -147,6 +159,10 @@ def distance_diameter_ratio(
             (default: :obj:`None`)
         return_parts (bool, optional): If :obj:`True`, returns
             :obj:`(ratio, l, d)`. (default: :obj:`False`)
+
+    Returns:
+        The ratio (and its parts), all NaN if :obj:`x` holds a NaN or an
+        infinite value (a diverged diffusion state).
     """
     if not 0.0 <= q < 0.5:
         raise ValueError(f"'q' must lie in [0, 0.5) (got {q!r})")
@@ -154,6 +170,9 @@ def distance_diameter_ratio(
     groups = torch.unique(y)
     if groups.numel() < 2:
         raise ValueError("'y' must contain at least two groups")
+    if not bool(torch.isfinite(x).all()):  # A diverged state.
+        nan = float('nan')
+        return (nan, nan, nan) if return_parts else nan
     if q == 0.0:
         enemy, ecc = nearest_enemy_and_eccentricity(x, y, chunk_size)
         l, d = float(enemy.min()), float(ecc.max())
