@@ -207,3 +207,42 @@ def test_paper_toy_setting():
                             symmetrize=None)(Data(pos=x))
     assert torch.allclose(to_dense(data.edge_index, data.edge_weight, 120), W,
                           atol=1e-6)
+
+
+@pytest.mark.parametrize('normalize', ['sym', 'row'])
+def test_underflowing_sigma_is_an_error_not_nan(normalize):
+    torch.manual_seed(7)
+    x = torch.randn(10, 2)
+    # Every Gaussian weight underflows: no node would have a degree.
+    with pytest.raises(ValueError, match="'sigma'.*too small"):
+        gaussian_knn_graph(x, 3, sigma=1e-6, loop=False, normalize=normalize)
+    # With self-loops every degree is 1: finite, and equal to the formula.
+    ei, w = gaussian_knn_graph(x, 3, sigma=1e-6, normalize=normalize)
+    assert torch.isfinite(w).all()
+    ref = brute_force(x, 3, sigma=1e-6, normalize=normalize)
+    assert torch.allclose(to_dense(ei, w, 10), ref, atol=1e-6)
+    # Unnormalised weights are exact zeros, as the formula says.
+    ei, w = gaussian_knn_graph(x, 3, sigma=1e-6, loop=False, normalize=None)
+    assert torch.equal(to_dense(ei, w, 10),
+                       brute_force(x, 3, sigma=1e-6, normalize=None,
+                                   loop=False))
+
+
+def test_bad_points_and_batch():
+    x = torch.randn(6, 2)
+    with pytest.raises(TypeError, match="'x'.*dense"):
+        gaussian_knn_graph(x.to_sparse_csr(), 2)
+    with pytest.raises(TypeError, match="'x'.*dense"):
+        gaussian_knn_graph(x.to_sparse(), 2)
+    with pytest.raises(TypeError, match="'x'.*dense"):
+        GaussianKNNGraph(2)(Data(x=x.to_sparse_csr()))
+    bad = x.clone()
+    bad[2, 0] = float('nan')
+    with pytest.raises(ValueError, match="'x'.*NaN"):
+        gaussian_knn_graph(bad, 2)
+    with pytest.raises(TypeError, match="'batch'"):
+        gaussian_knn_graph(x, 2, batch=torch.zeros(6))
+    with pytest.raises(TypeError, match="'batch'"):
+        gaussian_knn_graph(x, 2, batch=torch.zeros(6, dtype=torch.bool))
+    with pytest.raises(ValueError, match="'batch'.*negative"):
+        gaussian_knn_graph(x, 2, batch=torch.tensor([0, 0, 0, -1, -1, -1]))

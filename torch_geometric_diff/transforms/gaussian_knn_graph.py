@@ -96,6 +96,11 @@ def gaussian_knn_graph(
             picks the largest block of at most :math:`2^{24}` entries.
             (default: :obj:`None`)
 
+    Raises:
+        ValueError: If :obj:`x` holds NaN or infinite values, or if a node
+            is left without weight to normalise (all its Gaussian weights
+            underflow to zero and it has no self-loop).
+
     Returns:
         (edge_index, edge_weight): :obj:`edge_index` :math:`[2, E]` holds
         the pair (source :math:`j`, target :math:`i`) for the matrix entry
@@ -104,11 +109,16 @@ def gaussian_knn_graph(
     """
     _check_args(k, sigma, sigma_k, sigma_mode, normalize, symmetrize,
                 chunk_size)
+    if not isinstance(x, Tensor) or x.layout != torch.strided:
+        raise TypeError(f"'x' must be a dense tensor (got "
+                        f"{getattr(x, 'layout', type(x).__name__)})")
     if x.dim() != 2:
         raise ValueError(f"'x' must be a [num_nodes, num_features] matrix "
                          f"(got shape {tuple(x.shape)})")
     if not x.is_floating_point():
         x = x.float()
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("'x' holds NaN or infinite values")
     N, F = x.size()
     device = x.device
 
@@ -119,10 +129,17 @@ def gaussian_knn_graph(
     if batch is None:
         min_size = N
     else:
+        if not isinstance(batch, Tensor) or batch.is_floating_point() \
+                or batch.is_complex() or batch.dtype == torch.bool:
+            raise TypeError(f"'batch' must be an integer tensor (got "
+                            f"{getattr(batch, 'dtype', type(batch))})")
         if batch.dim() != 1 or batch.numel() != N:
             raise ValueError(f"'batch' must have shape [{N}] "
                              f"(got {tuple(batch.shape)})")
-        batch = batch.to(device)
+        batch = batch.to(device).long()
+        if N > 0 and int(batch.min()) < 0:
+            raise ValueError(f"'batch' holds a negative graph index "
+                             f"({int(batch.min())})")
         sizes = torch.bincount(batch)
         min_size = int(sizes[sizes > 0].min())
     if kk >= min_size:
@@ -188,6 +205,14 @@ def gaussian_knn_graph(
 
     if normalize is not None:
         deg = scatter(weight, row, dim=0, dim_size=N, reduce='sum')
+        if not bool((deg > 0).all()):
+            what = ('the adaptive bandwidths are' if adaptive else
+                    f"'sigma'={sigma} is")
+            raise ValueError(
+                f"{what} too small: every Gaussian weight of "
+                f"{int((deg <= 0).sum())} node(s) underflows to 0, so the "
+                f"'{normalize}' normalisation is undefined (use a larger "
+                f"'sigma', loop=True or normalize=None)")
         if normalize == 'row':
             weight = weight / deg[row]
         else:
@@ -310,8 +335,9 @@ class GaussianKNNGraph(BaseTransform):
         if points is None:
             raise ValueError(f"{self.__class__.__name__} needs 'data.{name}'"
                              f" (set 'attr' or provide 'pos' or 'x')")
-        if points.is_sparse:
-            raise ValueError(f"'data.{name}' must be a dense tensor")
+        if points.layout != torch.strided:
+            raise TypeError(f"'x' ('data.{name}') must be a dense tensor "
+                            f"(got {points.layout})")
 
         edge_index, edge_weight = gaussian_knn_graph(
             points, self.k, sigma=self.sigma, normalize=self.normalize,
