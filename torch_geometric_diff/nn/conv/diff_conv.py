@@ -1,4 +1,5 @@
 import math
+import numbers
 from typing import Optional
 
 import torch
@@ -169,17 +170,6 @@ class DiffConv(MessagePassing):
                              f"diffusion operator defines the aggregation")
         super().__init__(**kwargs)
 
-        if isinstance(step_size, bool) or not isinstance(
-                step_size, (int, float)) or not math.isfinite(step_size) \
-                or step_size <= 0:
-            raise ValueError(f"'step_size' must be a finite number > 0 "
-                             f"(got {step_size!r})")
-        if isinstance(num_steps, bool) or not isinstance(num_steps, int) \
-                or num_steps < 0:
-            raise ValueError(f"'num_steps' must be an integer >= 0 "
-                             f"(got {num_steps!r})")
-        if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ValueError(f"'dropout' must lie in [0, 1) (got {dropout!r})")
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"Unknown 'normalize' value {normalize!r} "
                              f"(expected one of {NORMALIZATIONS})")
@@ -189,31 +179,34 @@ class DiffConv(MessagePassing):
         if not isinstance(validate, bool):
             raise ValueError(f"'validate' must be a bool (got {validate!r})")
 
-        self.initial_step_size = float(step_size)
+        self._cached_op = None
+        if learnable_step:
+            self.step_param = Parameter(torch.empty(()))
+        else:
+            self.register_parameter('step_param', None)
+        self.step_size = step_size
         self.num_steps = num_steps
-        self.dropout = float(dropout)
+        self.dropout = dropout
         self.normalize = normalize
         self.add_self_loops = add_self_loops
         self.cached = cached
         self.learnable_step = learnable_step
         self.engine = engine
         self.validate = validate
-
-        if learnable_step:
-            self.step_param = Parameter(torch.empty(()))
-        else:
-            self.register_parameter('step_param', None)
-        self._cached_op = None
         self.reset_parameters()
 
     def reset_parameters(self):
-        r"""Resets :math:`\gamma` to :obj:`step_size` and clears the cache."""
+        r"""Resets :math:`\gamma` to :obj:`initial_step_size` (the last
+        :obj:`step_size` set) and clears the cache."""
         super().reset_parameters()
+        self._set_step_param()
+        self._cached_op = None
+
+    def _set_step_param(self) -> None:
         if self.step_param is not None:
             with torch.no_grad():  # Inverse softplus.
                 g = self.initial_step_size
                 self.step_param.fill_(g + math.log(-math.expm1(-g)))
-        self._cached_op = None
 
     @property
     def gamma(self) -> Tensor:
@@ -224,7 +217,50 @@ class DiffConv(MessagePassing):
 
     @property
     def step_size(self) -> float:
+        r"""The current step size :math:`\gamma` (for a learnable step, its
+        trained value). Setting it validates the value, sets the step
+        parameter of a learnable step, makes it the value that
+        :meth:`reset_parameters` restores, and checks it against a cached
+        operator."""
         return float(self.gamma.detach())
+
+    @step_size.setter
+    def step_size(self, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"'step_size' must be a finite number > 0 "
+                             f"(got {value!r})")
+        self.initial_step_size = float(value)
+        self._set_step_param()
+        op = self._cached_op
+        if op is not None:
+            check_stability(self.initial_step_size, op.lambda_bound,
+                            lambda: op.lambda_max, self.__class__.__name__)
+
+    @property
+    def num_steps(self) -> int:
+        r"""The number of steps :math:`K \geq 0`."""
+        return self._num_steps
+
+    @num_steps.setter
+    def num_steps(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
+                or value < 0:
+            raise ValueError(f"'num_steps' must be an integer >= 0 "
+                             f"(got {value!r})")
+        self._num_steps = int(value)
+
+    @property
+    def dropout(self) -> float:
+        r"""The dropout probability :math:`p \in [0, 1)`."""
+        return self._dropout
+
+    @dropout.setter
+    def dropout(self, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                or not 0 <= value < 1:
+            raise ValueError(f"'dropout' must lie in [0, 1) (got {value!r})")
+        self._dropout = float(value)
 
     def forward(self, x: Tensor, edge_index: Adj,
                 edge_weight: OptTensor = None,
@@ -348,7 +384,7 @@ class DiffConv(MessagePassing):
         return op
 
     def __repr__(self) -> str:
-        args = f'step_size={self.initial_step_size:g}, ' \
+        args = f'step_size={self.step_size:g}, ' \
                f'num_steps={self.num_steps}'
         if self.dropout > 0:
             args += f', dropout={self.dropout:g}'
