@@ -1,5 +1,6 @@
 import math
 import numbers
+import warnings
 from typing import Optional
 
 import torch
@@ -132,7 +133,11 @@ class DiffConv(MessagePassing):
             :meth:`propagate` (every activation kept). The layer uses the
             plain loop by itself when gradients must reach
             :obj:`edge_weight`, in explain mode and for
-            :obj:`return_all=True`. (default: :obj:`"fused"`)
+            :obj:`return_all=True`. Message passing hooks
+            (:meth:`register_propagate_forward_pre_hook` and the like) fire
+            only in the plain loop, once per step: the fused engine never
+            calls :meth:`propagate` and warns when hooks are registered.
+            (default: :obj:`"fused"`)
         **kwargs (optional): Additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
             :obj:`flow="target_to_source"` reads :obj:`edge_index[0]` as the
@@ -304,9 +309,23 @@ class DiffConv(MessagePassing):
         if plain or op.edge_lval.requires_grad:
             out = self._plain_loop(x, op, p, return_all)
         else:
+            self._warn_if_hooked()
             out = diffuse(x, op, self.gamma.to(x.device, x.dtype),
                           self.num_steps, p)
         return out.to(in_dtype)
+
+    def _hooks(self, *names: str) -> bool:
+        return any(len(getattr(self, f'_{name}_forward{kind}_hooks')) > 0
+                   for name in names for kind in ('_pre', ''))
+
+    def _warn_if_hooked(self) -> None:
+        if self._hooks('propagate', 'message', 'aggregate',
+                       'message_and_aggregate'):
+            warnings.warn(
+                f"'{self.__class__.__name__}' has message passing hooks, but "
+                f"the fused engine does not call propagate(), so they do not "
+                f"fire; use engine='autograd' to run them (once per step)",
+                UserWarning, stacklevel=4)
 
     def _uncached(self, x: Tensor, row: Tensor, col: Tensor, weight: Tensor,
                   p: float) -> Tensor:
@@ -322,15 +341,18 @@ class DiffConv(MessagePassing):
                 lambda: build_operator(row, col, weight, n, self.normalize,
                                        self.add_self_loops).lambda_max,
                 self.__class__.__name__, stacklevel=5)
+        self._warn_if_hooked()
         return diffuse_edges(x, eo, self.gamma.to(x.device, x.dtype),
                              self.num_steps, p)
 
     def _plain_loop(self, x: Tensor, op: DiffusionOperator, p: float,
                     return_all: bool) -> Tensor:
-        # Step by step through propagate(), with every activation kept.
+        # Step by step through propagate(), with every activation kept; its
+        # hooks fire once per step.
         gamma = self.gamma.to(x.device, x.dtype)
         if self.explain or gamma.requires_grad or op.edge_lval.requires_grad \
-                or self.flow == 'target_to_source':
+                or self.flow == 'target_to_source' \
+                or self._hooks('message', 'aggregate'):
             # Differentiable per-edge weights of M: messages over edge_index,
             # written in the layer's flow.
             adj = op.edge_index
