@@ -29,8 +29,8 @@ class EpisodeSampler:
     several episodes, as in the standard protocol).
 
     Args:
-        labels (torch.Tensor or numpy.ndarray): The label of every sample
-            :math:`[M]`.
+        labels (torch.Tensor or numpy.ndarray): The integer label of every
+            sample :math:`[M]`.
         n_way (int): Classes per episode.
         k_shot (int): Labelled samples per class.
         n_query (int): Unlabelled query samples per class.
@@ -49,7 +49,12 @@ class EpisodeSampler:
         classes: Optional[Sequence[int]] = None,
         seed: int = 0,
     ) -> None:
-        labels = torch.as_tensor(np.asarray(labels)).long().view(-1)
+        labels = torch.as_tensor(np.asarray(labels))
+        if labels.is_floating_point() or labels.is_complex() \
+                or labels.dtype == torch.bool:
+            raise TypeError(f"'labels' must be integers (got "
+                            f"{labels.dtype})")
+        labels = labels.long().view(-1)
         for name, value, low in [('n_way', n_way, 2), ('k_shot', k_shot, 1),
                                  ('n_query', n_query, 1)]:
             if not isinstance(value, int) or value < low:

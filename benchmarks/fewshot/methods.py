@@ -1,10 +1,14 @@
 r"""Transductive few-shot classifiers on pre-extracted embeddings: the
 diffusion head of Diff-ResNet and the SimpleShot and LaplacianShot
-baselines. Every method takes the support :math:`[NK, F]` with labels in
-:math:`\{0, \ldots, N-1\}` and the query :math:`[NQ, F]`, and returns the
-predicted query labels :math:`[NQ]`."""
+baselines. Every method takes the support :math:`[NK, F]` with integer
+labels covering :math:`\{0, \ldots, N-1\}` (every class has a support
+example) and the query :math:`[NQ, F]`, and returns the predicted query
+labels :math:`[NQ]`. Bad input (float labels, a class without support, NaN
+features, impossible hyper-parameters) raises :class:`ValueError` or
+:class:`TypeError` naming the argument."""
+import math
 from contextlib import nullcontext
-from typing import Optional
+from typing import Any, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -35,17 +39,49 @@ def prototypes(support: Tensor, support_y: Tensor, n_way: int) -> Tensor:
 
 
 def _check(support: Tensor, support_y: Tensor, query: Tensor,
-           n_way: int) -> None:
+           n_way: int) -> Tuple[Tensor, Tensor, Tensor]:
+    # Validates an episode; returns it with the labels as int64.
+    for name, x in (('support', support), ('query', query)):
+        if not isinstance(x, Tensor) or x.layout != torch.strided:
+            raise TypeError(f"'{name}' must be a dense tensor")
+        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            raise ValueError(f"'{name}' holds NaN or infinite values")
     if support.dim() != 2 or query.dim() != 2 \
             or support.size(1) != query.size(1):
         raise ValueError(f"'support' and 'query' must be matrices with the "
                          f"same number of columns (got {tuple(support.shape)}"
                          f" and {tuple(query.shape)})")
+    if not isinstance(support_y, Tensor) or support_y.is_floating_point() \
+            or support_y.is_complex() or support_y.dtype == torch.bool:
+        raise TypeError(f"'support_y' must be an integer tensor (got "
+                        f"{getattr(support_y, 'dtype', type(support_y))})")
+    _integer('n_way', n_way, 1)
     if support_y.numel() != support.size(0):
         raise ValueError("'support_y' needs one label per support row")
+    support_y = support_y.view(-1).long()
     if support_y.numel() and (int(support_y.min()) < 0
                               or int(support_y.max()) >= n_way):
         raise ValueError(f"'support_y' must lie in [0, {n_way})")
+    missing = (torch.bincount(support_y, minlength=n_way) == 0).nonzero()
+    if missing.numel():
+        raise ValueError(f"'support_y' has no example of class(es) "
+                         f"{missing.view(-1).tolist()} of the n_way={n_way} "
+                         f"classes")
+    return support, support_y, query
+
+
+def _integer(name: str, value: Any, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"'{name}' must be an integer >= {low} "
+                         f"(got {value!r})")
+
+
+def _number(name: str, value: Any, low: float, strict: bool) -> None:
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and (
+        value > low if strict else value >= low)
+    if not ok:
+        raise ValueError(f"'{name}' must be a finite number "
+                         f"{'>' if strict else '>='} {low} (got {value!r})")
 
 
 def simple_shot(support: Tensor, support_y: Tensor, query: Tensor,
@@ -53,7 +89,7 @@ def simple_shot(support: Tensor, support_y: Tensor, query: Tensor,
     r"""SimpleShot (`Wang et al., 2019 <https://arxiv.org/abs/1911.04623>`_):
     nearest class mean in Euclidean distance. Apply :func:`center_l2` to the
     features first for the CL2N variant."""
-    _check(support, support_y, query, n_way)
+    support, support_y, query = _check(support, support_y, query, n_way)
     return torch.cdist(query, prototypes(support, support_y,
                                          n_way)).argmin(dim=1)
 
@@ -116,7 +152,10 @@ def laplacian_shot(support: Tensor, support_y: Tensor, query: Tensor,
         shift (bool, optional): Apply :func:`shift_query` first.
             (default: :obj:`True`)
     """
-    _check(support, support_y, query, n_way)
+    support, support_y, query = _check(support, support_y, query, n_way)
+    _integer('knn', knn, 0)
+    _number('lam', lam, 0.0, strict=False)
+    _integer('max_iter', max_iter, 1)
     support, query = support.double(), query.double()
     if shift:
         query = shift_query(support, query)
@@ -223,7 +262,10 @@ def diffusion_shot(
         seed (int, optional): Seeds the head's initialisation (the global
             generator is left untouched). (default: :obj:`None`)
     """
-    _check(support, support_y, query, n_way)
+    support, support_y, query = _check(support, support_y, query, n_way)
+    _integer('epochs', epochs, 1)
+    _number('lr', lr, 0.0, strict=True)
+    _number('weight_decay', weight_decay, 0.0, strict=False)
     support, query = support.float(), query.float()
     if shift:
         query = shift_query(support, query)

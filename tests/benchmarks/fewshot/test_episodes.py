@@ -55,3 +55,18 @@ def test_mean_confidence_interval():
     assert mean == 2.5
     assert ci == pytest.approx(1.96 * np.std([1, 2, 3, 4], ddof=1) / 2)
     assert np.isnan(mean_confidence_interval([5.0])[1])
+
+
+def test_labels_must_be_integers():
+    for labels in (torch.tensor([0.0, 0.5, 1.0, 1.5] * 5),
+                   np.array([0.0, 1.0] * 10),
+                   torch.tensor([True, False] * 10)):
+        with pytest.raises(TypeError, match="'labels'"):
+            EpisodeSampler(labels, n_way=2, k_shot=1, n_query=1)
+    # Integer labels of any width, list or array, are the same labels.
+    ref = EpisodeSampler(torch.arange(4).repeat(5), 2, 1, 1, seed=3).sample()
+    for labels in (np.arange(4).repeat(1).tolist() * 5,
+                   np.tile(np.arange(4, dtype=np.int32), 5),
+                   torch.arange(4, dtype=torch.int16).repeat(5)):
+        ep = EpisodeSampler(labels, 2, 1, 1, seed=3).sample()
+        assert all(torch.equal(a, b) for a, b in zip(ep, ref))

@@ -123,3 +123,76 @@ def test_bad_input():
     with pytest.raises(ValueError, match='support_y'):
         simple_shot(torch.randn(2, 3), torch.tensor([0, 2]),
                     torch.randn(4, 3), 2)
+
+
+def nearest_mean_reference(support, support_y, query):
+    # Brute force: the label of the closest class mean.
+    classes = sorted(set(support_y.tolist()))
+    means = [support[support_y == c].double().mean(0) for c in classes]
+    return [classes[min(range(len(means)), key=lambda i: float(
+        (q.double() - means[i]).norm()))] for q in query]
+
+
+def test_every_class_needs_a_support_example():
+    torch.manual_seed(2)
+    support, query = torch.randn(5, 3), torch.randn(7, 3)
+    y = torch.arange(5)
+    # n_way = 8 with labels 0..4: classes 5..7 have no prototype.
+    for method in (simple_shot, laplacian_shot, diffusion_shot):
+        with pytest.raises(ValueError, match="'support_y'.*class"):
+            method(support, y, query, 8)
+    assert simple_shot(support, y, query, 5).tolist() == \
+        nearest_mean_reference(support, y, query)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bool])
+def test_labels_must_be_integers(dtype):
+    support, query = torch.randn(4, 3), torch.randn(6, 3)
+    y = torch.tensor([0, 0, 1, 1]).to(dtype)
+    for method in (simple_shot, laplacian_shot, diffusion_shot):
+        with pytest.raises(TypeError, match="'support_y'"):
+            method(support, y, query, 2)
+
+
+def test_int32_labels_work_like_int64():
+    support, y, query = blobs(1, shot=2)
+    y32 = y.to(torch.int32)
+    assert torch.equal(simple_shot(support, y32, query, 5),
+                       simple_shot(support, y, query, 5))
+    assert simple_shot(support, y32, query, 5).tolist() == \
+        nearest_mean_reference(support, y, query)
+    assert torch.equal(laplacian_shot(support, y32, query, 5),
+                       laplacian_shot(support, y, query, 5))
+    assert torch.equal(diffusion_shot(support, y32, query, 5, epochs=2,
+                                      seed=0),
+                       diffusion_shot(support, y, query, 5, epochs=2, seed=0))
+
+
+@pytest.mark.parametrize('kwargs', [
+    dict(lam=float('nan')), dict(lam=float('inf')), dict(lam=-0.5),
+    dict(knn=-1), dict(max_iter=0), dict(knn=1.5)])
+def test_laplacian_shot_bad_arguments(kwargs):
+    support, y, query = blobs(2, shot=1)
+    name = next(iter(kwargs))
+    with pytest.raises((ValueError, TypeError), match=f"'{name}'"):
+        laplacian_shot(support, y, query, 5, **kwargs)
+
+
+@pytest.mark.parametrize('kwargs', [
+    dict(epochs=-1), dict(epochs=0), dict(epochs=2.5), dict(lr=0.0),
+    dict(lr=float('nan')), dict(k=0), dict(sigma_k=0), dict(num_steps=-1),
+    dict(step_size=0.0), dict(step_size=float('nan')),
+    dict(weight_decay=-1.0)])
+def test_diffusion_shot_bad_arguments(kwargs):
+    support, y, query = blobs(2, shot=1)
+    name = next(iter(kwargs))
+    with pytest.raises((ValueError, TypeError), match=f"'{name}'"):
+        diffusion_shot(support, y, query, 5, **kwargs)
+
+
+def test_non_finite_features():
+    support, y, query = blobs(2, shot=1)
+    query[3, 0] = float('nan')
+    for method in (simple_shot, laplacian_shot, diffusion_shot):
+        with pytest.raises(ValueError, match="'query'.*NaN"):
+            method(support, y, query, 5)
