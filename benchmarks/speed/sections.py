@@ -13,6 +13,7 @@ r"""The sections of ``benchmarks/speed.py``, each switched on by name with
   (:mod:`~benchmarks.speed.implicit`).
 """
 import argparse
+import time
 from typing import Any, Dict, Iterable, List
 
 import torch
@@ -83,7 +84,19 @@ def run_epoch(graph: str, g: Dict[str, Any], args: argparse.Namespace,
 def run_section(name: str, graph: str, g: Dict[str, Any],
                 args: argparse.Namespace,
                 device: torch.device) -> Dict[str, Any]:
-    r"""Section :obj:`name` on graph :obj:`g`; prints a one-line summary."""
+    r"""Section :obj:`name` on graph :obj:`g`, with the wall-clock and CPU
+    seconds it took in its configuration; prints a one-line summary."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = _run_section(name, graph, g, args, device)
+    conf = out['epoch_config' if name == 'epoch' else 'config']
+    conf['seconds'] = round(time.perf_counter() - wall, 1)
+    conf['cpu_seconds'] = round(time.process_time() - cpu, 1)
+    return out
+
+
+def _run_section(name: str, graph: str, g: Dict[str, Any],
+                 args: argparse.Namespace,
+                 device: torch.device) -> Dict[str, Any]:
     common = dict(num_steps=args.num_steps, step_size=args.step_size,
                   dropout=args.dropout, warmup=args.warmup,
                   repeats=args.repeats, seed=args.seed, device=device)

@@ -120,6 +120,7 @@ def test_sections_write_their_configuration(sections_report):
     for name in r:
         conf = r[name]['config']
         assert len(conf['load_start']) == 3 and len(conf['load_end']) == 3
+        assert conf['seconds'] >= 0 and conf['cpu_seconds'] >= 0
         assert f'- tiny-synthetic / {name}: ' in md
     assert r['masks']['config']['cached'] is True
     assert r['masks']['config']['x'] == 'dense'
