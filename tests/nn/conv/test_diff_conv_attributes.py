@@ -88,3 +88,42 @@ def test_setting_an_unstable_step_on_a_cached_layer_warns():
     with warnings.catch_warnings():
         warnings.simplefilter('error', RuntimeWarning)
         conv.step_size = 0.3
+
+
+class HeteroNet(torch.nn.Module):
+    def __init__(self, **kwargs):
+        super().__init__()
+        self.conv = DiffConv(0.25, 3, **kwargs)
+
+    def forward(self, x, edge_index):
+        return self.conv(x, edge_index)
+
+
+def test_bipartite_input_names_the_limitation():
+    x_src, x_dst = torch.randn(4, 3), torch.randn(5, 3)
+    ei = torch.tensor([[0, 3], [1, 2]])
+    with pytest.raises(ValueError, match='square operator on one node type'):
+        DiffConv()((x_src, x_dst), ei)
+
+
+def test_to_hetero_within_node_types_and_bipartite_relations():
+    from torch_geometric.nn import to_hetero
+    x = {'paper': torch.randn(6, 3), 'author': torch.randn(5, 3)}
+    ei = {('paper', 'cites', 'paper'): random_graph(6, 10, isolated=0)[0],
+          ('author', 'knows', 'author'): random_graph(5, 8, isolated=0)[0]}
+    # Relations within one node type: each type is diffused on its own graph.
+    model = to_hetero(HeteroNet(), (list(x), list(ei)), aggr='sum')
+    out = model(x, ei)
+    ref = DiffConv(0.25, 3)
+    assert torch.allclose(out['paper'],
+                          ref(x['paper'], ei['paper', 'cites', 'paper']))
+    assert torch.allclose(out['author'],
+                          ref(x['author'], ei['author', 'knows', 'author']))
+    # A relation between two node types has no square operator.
+    ei['author', 'writes', 'paper'] = torch.tensor([[0, 4], [1, 2]])
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)
+        model = to_hetero(HeteroNet(add_self_loops=False),
+                          (list(x), list(ei)), aggr='sum')
+    with pytest.raises(ValueError, match='square operator on one node type'):
+        model(x, ei)

@@ -145,6 +145,12 @@ class DiffConv(MessagePassing):
             :class:`~torch_geometric.nn.conv.GCNConv`; :obj:`aggr` must be
             :obj:`"add"`, since :math:`\mathbf{M}` defines the aggregation.
 
+    Diffusion needs a square operator on one node type: bipartite input
+    (:obj:`x` as a tuple, as :func:`~torch_geometric.nn.to_hetero` passes
+    for an edge type between two node types) raises a :class:`ValueError`.
+    Under :func:`~torch_geometric.nn.to_hetero`, edge types within one node
+    type work.
+
     Shapes:
         - **input:**
           node features :math:`(|\mathcal{V}|, F)`,
@@ -270,6 +276,14 @@ class DiffConv(MessagePassing):
     def forward(self, x: Tensor, edge_index: Adj,
                 edge_weight: OptTensor = None,
                 return_all: bool = False) -> Tensor:
+        if isinstance(x, (tuple, list)):
+            raise ValueError(
+                f"'{self.__class__.__name__}' needs a square operator on one "
+                f"node type: diffusion applies I - gamma L to the features "
+                f"of one set of nodes, so bipartite input (x as a tuple "
+                f"(x_src, x_dst), as to_hetero passes for an edge type "
+                f"between two node types) is not supported; use it on "
+                f"homogeneous graphs or on edge types within one node type")
         if not isinstance(x, Tensor) or x.dim() != 2 \
                 or not x.is_floating_point():
             raise ValueError(f"'x' must be a 2-D floating-point tensor of "
