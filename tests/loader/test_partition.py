@@ -121,6 +121,7 @@ def test_loader_epoch_covers_all_nodes():
         seen.append(batch.n_id)
     seen = torch.cat(seen)
     assert torch.equal(torch.sort(seen).values, torch.arange(n))
+    loader.set_epoch(0)
     first = [b.tolist() for b in loader.batches()]
     assert first == [b.tolist() for b in loader.batches()]
     loader.set_epoch(1)
@@ -151,3 +152,31 @@ def test_loader_replicas():
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         PartitionLoader(gp, batch_size=1, num_replicas=11, rank=10)
+
+
+def test_loader_reshuffles_every_epoch_by_itself():
+    edge_index, n, _ = planted_graph()
+    gp = GraphPartition(edge_index, n, 10, method='random')
+
+    def epoch(loader):
+        return [batch.n_id.tolist() for batch in loader]
+
+    loader = PartitionLoader(gp, batch_size=3, seed=0)
+    epochs = [epoch(loader) for _ in range(3)]
+    assert epochs[0] != epochs[1] and epochs[1] != epochs[2] \
+        and epochs[0] != epochs[2]
+    # The same seed gives the same sequence of epochs.
+    again = PartitionLoader(gp, batch_size=3, seed=0)
+    assert [epoch(again) for _ in range(3)] == epochs
+    assert epoch(PartitionLoader(gp, batch_size=3, seed=1)) != epochs[0]
+    # set_epoch() pins the next epoch, as DistributedSampler does, and
+    # batches() lists the parts that the next iteration yields.
+    loader.set_epoch(1)
+    planned = loader.batches()
+    assert epoch(loader) == epochs[1]
+    assert [gp.subgraph(p).n_id.tolist() for p in planned] == epochs[1]
+    loader.set_epoch(1)
+    assert epoch(loader) == epochs[1]
+    assert epoch(loader) == epochs[2]  # And counts on from there.
+    ordered = PartitionLoader(gp, batch_size=3, shuffle=False)
+    assert epoch(ordered) == epoch(ordered)

@@ -195,11 +195,18 @@ class PartitionLoader:
     subgraph with local ``edge_index``, ``n_id`` and, when :obj:`data` is
     given, every node-level attribute of :obj:`data` sliced to the batch.
 
+    With :obj:`shuffle=True`, every iteration over the loader is a new
+    epoch with a new random grouping of the parts, as with PyG's
+    :class:`~torch_geometric.loader.ClusterLoader`; the grouping of epoch
+    :math:`e` is a function of :obj:`seed` and :math:`e` only, so the
+    sequence of epochs is reproducible. :meth:`set_epoch` sets the epoch of
+    the next iteration, which then counts on from there.
+
     For :class:`~torch.nn.parallel.DistributedDataParallel`, each of
     :obj:`num_replicas` processes takes a disjoint share of the batches of an
-    epoch (the same shuffled order on every rank, from :obj:`seed` and
-    :meth:`set_epoch`); all ranks get the same number of batches, which
-    DDP's collective gradient averaging requires.
+    epoch (the same shuffled order on every rank, from :obj:`seed` and the
+    epoch); all ranks get the same number of batches, which DDP's collective
+    gradient averaging requires.
 
     Args:
         partition (GraphPartition): The partitioned graph.
@@ -239,12 +246,13 @@ class PartitionLoader:
         self.num_batches = num_batches
 
     def set_epoch(self, epoch: int) -> None:
-        r"""Sets the epoch, which seeds the shuffling (as
-        :class:`~torch.utils.data.distributed.DistributedSampler`)."""
+        r"""Sets the epoch of the next iteration, which seeds its shuffling
+        (as :class:`~torch.utils.data.distributed.DistributedSampler`)."""
         self.epoch = epoch
 
     def batches(self) -> List[Tensor]:
-        r"""The parts of each of this rank's batches in this epoch."""
+        r"""The parts of each of this rank's batches in the epoch of the
+        next iteration."""
         num_parts = self.partition.num_parts
         if self.shuffle:
             gen = torch.Generator().manual_seed(self.seed * 100003 +
@@ -260,8 +268,13 @@ class PartitionLoader:
         return self.num_batches // self.num_replicas
 
     def __iter__(self) -> Iterator[Data]:
+        batches = self.batches()
+        self.epoch += 1  # The next iteration is the next epoch.
+        return self._iterate(batches)
+
+    def _iterate(self, batches: List[Tensor]) -> Iterator[Data]:
         n = self.partition.num_nodes
-        for parts in self.batches():
+        for parts in batches:
             batch = self.partition.subgraph(parts)
             if self.data is not None:
                 for key, value in self.data.items():
