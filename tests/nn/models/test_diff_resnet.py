@@ -191,3 +191,20 @@ def test_subclass_runs_models_side_by_side(hidden, out_channels, num_blocks):
     assert torch.allclose(out, ref, atol=1e-5)
     assert torch.allclose(batched.inference(x, ei, chunk_size=7), ref,
                           atol=1e-5)
+
+
+@pytest.mark.parametrize('hidden', [None, 8])
+def test_input_width_is_checked_for_every_layout(hidden):
+    n = 30
+    ei = small_graph(n)
+    model = DiffResNetGNN(4, 3, hidden_channels=hidden, num_steps=2).eval()
+    x = torch.rand(n, 7) * (torch.rand(n, 7) < 0.3)
+    for xs in (x, x.to_sparse(), x.to_sparse_csr()):
+        with pytest.raises(ValueError, match=r"'x' has 7 features .*in_channels=4"):
+            model(xs, ei)
+        with pytest.raises(ValueError, match=r"'x' has 7 features .*in_channels=4"):
+            model.inference(xs, ei)
+    with pytest.raises(ValueError, match="'x' must be a 2-D"):
+        model(torch.rand(n), ei)
+    for xs in (x[:, :4], x[:, :4].to_sparse(), x[:, :4].to_sparse_csr()):
+        assert model(xs, ei).shape == (n, 3)

@@ -168,6 +168,16 @@ class DiffResNetGNN(torch.nn.Module):
         :meth:`encode`)."""
         return h + self.act(self.lins[i](h))
 
+    def _check_input(self, x: Tensor) -> None:
+        # The same error for dense, COO and CSR x: the sparse products of
+        # the first layer do not all check widths themselves.
+        if not isinstance(x, Tensor) or x.dim() != 2:
+            raise ValueError(f"'x' must be a 2-D tensor of node features "
+                             f"(got shape {tuple(getattr(x, 'shape', ()))})")
+        if x.size(1) != self.in_channels:
+            raise ValueError(f"'x' has {x.size(1)} features but the model "
+                             f"expects in_channels={self.in_channels}")
+
     def _commute(self) -> bool:
         # Project before the last diffusion when no dropout acts on it and
         # the output is narrower than the hidden state (see the class doc).
@@ -180,6 +190,7 @@ class DiffResNetGNN(torch.nn.Module):
         row-wise map :obj:`fn` to :obj:`h`, :obj:`diffuse(h)` runs one
         :class:`DiffConv`. :meth:`forward` passes plain calls,
         :meth:`inference` chunked ones and a blocked operator."""
+        self._check_input(x)
         h = nodewise(self.encode, x)
         commute = self._commute()
         for i in range(self.num_blocks):
