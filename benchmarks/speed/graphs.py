@@ -8,6 +8,7 @@ import tempfile
 from typing import Any, Dict, Optional
 
 import torch
+from torch import Tensor
 from torch_geometric.utils import to_undirected
 
 from benchmarks.common.cli import UsageError
@@ -80,3 +81,13 @@ def load_graph(name: str, root: Optional[str], device: torch.device,
                num_classes=int(y.max()) + 1, sparse=sparse)
     out['x_in'] = out['x'].to_sparse_csr() if sparse else out['x']
     return out
+
+
+def features(g: Dict[str, Any], width: Optional[int], seed: int) -> Tensor:
+    r"""The graph's dense features, or seeded standard normal ones of
+    :obj:`width` columns."""
+    if width is None:
+        return g['x'].detach().clone()
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(g['x'].size(0), width, generator=gen)
+    return x.to(g['x'].device)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch_geometric.nn import APPNP
 
-from benchmarks.speed.masks import features
+from benchmarks.speed.graphs import features
 from benchmarks.speed.timing import load_average, median_ms, timed
 from torch_geometric_diff import DiffConv
 from torch_geometric_diff.nn.diffusion.implicit import implicit_diffuse

@@ -17,21 +17,12 @@ from typing import Any, ContextManager, Dict, List, Optional
 import torch
 from torch import Tensor
 
+from benchmarks.speed.graphs import features
 from benchmarks.speed.timing import (PATHS, kernel_path, load_average,
                                      median_ms, sync, timed)
 from torch_geometric_diff import DiffConv
 from torch_geometric_diff.nn.diffusion import (diffuse, draw_seed,
                                                dropout_mask, mask_bits)
-
-
-def features(g: Dict[str, Any], width: Optional[int], seed: int) -> Tensor:
-    r"""The graph's dense features, or seeded standard normal ones of
-    :obj:`width` columns."""
-    if width is None:
-        return g['x'].detach().clone()
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(g['x'].size(0), width, generator=gen)
-    return x.to(g['x'].device)
 
 
 def paths_for(device: torch.device) -> List[str]:

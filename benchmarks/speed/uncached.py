@@ -11,7 +11,7 @@ from typing import Any, Dict, List
 
 import torch
 
-from benchmarks.speed.masks import features
+from benchmarks.speed.graphs import features
 from benchmarks.speed.timing import load_average, median_ms, timed
 from torch_geometric_diff import DiffConv
 
