@@ -2,27 +2,34 @@ r"""The command-line conventions every benchmark script shares.
 
 A user mistake (a bad flag value, a missing or unwritable path, absent or
 unreadable data) raises :class:`UsageError` (or :class:`ValueError`) and ends
-in one ``error: ...`` line on stderr and exit status 2, without a traceback.
-Any other exception is a bug and keeps its traceback. Arguments and output
-paths are checked before any data is loaded or any model is trained.
+in one ``error: ...`` line on stderr and exit status 2, without a traceback;
+:class:`ArgumentParser` ends its own errors the same way. Any other exception
+is a bug and keeps its traceback. Arguments and output paths are checked
+before any data is loaded or any model is trained, and a failed check writes
+nothing.
 """
 import argparse
 import os
+import stat
 import sys
-from typing import Callable, Optional, Sequence
+from typing import Callable, NoReturn, Optional, Sequence
 
 import torch
 
 __all__ = [
     'UsageError',
+    'ArgumentParser',
     'run_main',
     'positive_int',
     'nonnegative_int',
     'positive_float',
     'nonnegative_float',
     'probability',
+    'fraction',
+    'is_writable',
     'check_output_file',
     'check_output_dir',
+    'check_input_file',
     'check_device',
     'check_threads',
 ]
@@ -31,6 +38,15 @@ __all__ = [
 class UsageError(Exception):
     r"""A mistake in what the user asked for: reported as ``error: ...`` and
     exit status 2."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    r"""An :class:`argparse.ArgumentParser` whose errors end in the same
+    ``error: ...`` line as :func:`run_main` (after the usage line), with exit
+    status 2."""
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f'error: {message}\n')
 
 
 def run_main(main: Callable[[Optional[Sequence[str]]], int],
@@ -87,30 +103,59 @@ def probability(text: str) -> float:
     return _number(float, text, lambda v: 0 <= v < 1, 'a number in [0, 1)')
 
 
+def fraction(text: str) -> float:
+    r"""An :mod:`argparse` type: a fraction in :math:`(0, 1]`."""
+    return _number(float, text, lambda v: 0 < v <= 1, 'a number in (0, 1]')
+
+
+def is_writable(path: str) -> bool:
+    r"""Whether the existing :obj:`path` may be written. Write permission
+    bits count even for the super-user, so a folder or file marked
+    read-only (``chmod a-w``) is treated as read-only."""
+    if not os.access(path, os.W_OK):
+        return False
+    mode = os.stat(path).st_mode
+    if os.geteuid() == 0:
+        return bool(mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    return True
+
+
 def check_output_file(path: str, flag: str = '--out') -> None:
     r"""Raises :class:`UsageError` unless :obj:`path` can be written as a
-    file: not a directory, and its folder exists or can be created and is
-    writable. Creates the folder; writes nothing else."""
+    file: not a directory, not read-only, and its folder exists or can be
+    created (see :func:`check_output_dir`). Writes nothing."""
     if os.path.isdir(path):
         raise UsageError(f"{flag} '{path}' is a directory, not a file")
-    folder = os.path.dirname(os.path.abspath(path))
-    check_output_dir(folder, flag)
-    if os.path.exists(path) and not os.access(path, os.W_OK):
+    check_output_dir(os.path.dirname(os.path.abspath(path)), flag)
+    if os.path.exists(path) and not is_writable(path):
         raise UsageError(f"{flag} '{path}' is not writable")
 
 
 def check_output_dir(folder: str, flag: str = '--out') -> None:
-    r"""Raises :class:`UsageError` unless :obj:`folder` exists (or can be
-    created) as a writable directory."""
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise UsageError(f"{flag}: '{folder}' exists and is not a directory")
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"{flag}: cannot create '{folder}' "
-                         f"({e.strerror})") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag}: '{folder}' is not writable")
+    r"""Raises :class:`UsageError` unless :obj:`folder` is a writable
+    directory, or can be created: no part of it is a file and its nearest
+    existing parent is a writable directory. Writes nothing."""
+    path = os.path.abspath(folder)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise UsageError(f"{flag}: '{path}' is a file, so '{folder}' cannot "
+                         f"be a directory")
+    if not is_writable(path) or not os.access(path, os.X_OK):
+        if path == os.path.abspath(folder):
+            raise UsageError(f"{flag}: '{folder}' is not writable")
+        raise UsageError(f"{flag}: cannot create '{folder}' ('{path}' is not "
+                         f"writable)")
+
+
+def check_input_file(path: str, flag: str) -> None:
+    r"""Raises :class:`UsageError` unless :obj:`path` is a readable file."""
+    if not os.path.exists(path):
+        raise UsageError(f"{flag}: no such file '{path}'")
+    if not os.path.isfile(path):
+        raise UsageError(f"{flag}: '{path}' is not a file")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"{flag}: '{path}' is not readable")
 
 
 def check_device(name: str) -> torch.device:
