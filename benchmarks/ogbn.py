@@ -32,8 +32,9 @@ from typing import Any, Dict
 
 import torch
 
-from benchmarks.common import JSONLResults, environment_info, mean_std
-from benchmarks.common.cli import (UsageError, check_device,
+from benchmarks.common import (JSONLResults, check_results_file,
+                               environment_info, mean_std)
+from benchmarks.common.cli import (ArgumentParser, UsageError, check_device,
                                    check_output_file, check_threads,
                                    nonnegative_float, nonnegative_int,
                                    positive_float, positive_int, probability,
@@ -42,6 +43,7 @@ from benchmarks.ogbn.data import load_data, partition, prepare
 from benchmarks.ogbn.distributed import Distributed, init_distributed
 from benchmarks.ogbn.loading import OGBDataUnavailableError
 from benchmarks.ogbn.models import MODELS
+from benchmarks.ogbn.synthetic import synthetic_ogb_sizes
 from benchmarks.ogbn.train import ClusterSettings, Schedule, run_once
 
 DATASETS = ('ogbn-arxiv', 'ogbn-products')
@@ -56,10 +58,12 @@ DEFAULTS: Dict[str, Dict[str, Any]] = {
                           eval_every=5),
 }
 DROPOUT = {'diffresnet': 0.25, 'gcn': 0.5, 'sage': 0.5, 'mlp': 0.5}
+# The record fields that identify a run (resume skips it).
+KEY_FIELDS = ('dataset', 'data', 'model', 'config', 'run')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description='OGB node classification with the official loader, '
         'splits and Evaluator.')
     parser.add_argument('--dataset', required=True, choices=DATASETS)
@@ -116,6 +120,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         metavar='SCALE',
                         help='skip the files: build the synthetic stand-in '
                         'of this scale in memory (not OGB data)')
+    parser.add_argument('--skip-bad-lines', action='store_true',
+                        help='skip (with a warning) lines of --out that are '
+                        'not JSON records, instead of stopping')
     args = parser.parse_args(argv)
     for key, value in DEFAULTS[args.dataset].items():
         if getattr(args, key, None) is None:
@@ -124,6 +131,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.mode = 'cluster'
     if args.num_layers < 2:
         parser.error('--num-layers must be >= 2')
+    if args.mode == 'cluster' and args.parts_per_batch > args.num_parts:
+        parser.error(f'--parts-per-batch ({args.parts_per_batch}) exceeds '
+                     f'--num-parts ({args.num_parts})')
+    if args.synthetic_in_memory is not None:
+        try:
+            synthetic_ogb_sizes(args.dataset, args.synthetic_in_memory)
+        except ValueError as e:
+            parser.error(f'--synthetic-in-memory: {e}')
     args.dropout_of = {
         m: DROPOUT[m] if args.dropout is None else args.dropout
         for m in MODELS
@@ -214,33 +229,34 @@ def run(args: argparse.Namespace, device: torch.device,
     schedule = Schedule(args.epochs, args.lr, args.weight_decay,
                         args.eval_every, args.log_every)
 
-    results = JSONLResults(args.out, ('dataset', 'data', 'model', 'config',
-                                      'run'))
-    for name in args.model:
-        key = dict(dataset=args.dataset, data=source, model=name,
-                   config=config_of(name, args, dist.world_size))
-        for run in range(args.runs):
-            if dist.broadcast(results.done(dict(key, run=run))):
-                dist.log(f'{name} | run {run:02d} | already in {args.out}, '
-                         f'skipped')
-                continue
-            record = run_once(name, run, data, split_idx, evaluator,
-                              num_classes, model_kwargs(name, args),
-                              schedule, args.seed + run, device, dist,
-                              cluster)
-            dist.log(f"{name} | run {run:02d} | best valid "
-                     f"{100 * record['best_valid']:.2f} at epoch "
-                     f"{record['best_epoch']} | test "
-                     f"{100 * record['test_at_best_valid']:.2f} | "
-                     f"{record['epoch_time_s']:.3f} s/epoch | peak RSS "
-                     f"{record['peak_rss_mib']:,.0f} MiB")
-            if dist.is_main:  # Rank 0's file decides and is written.
-                results.append(
-                    dict(key, run=run, seed=args.seed + run,
-                         synthetic=marker, **record,
-                         env=environment_info(str(device))))
-        if dist.is_main:
-            summarize(results, key)
+    # Rank 0's file decides and is written; the other ranks only read it.
+    with JSONLResults(args.out, KEY_FIELDS, args.skip_bad_lines,
+                      writable=dist.is_main) as results:
+        for name in args.model:
+            key = dict(dataset=args.dataset, data=source, model=name,
+                       config=config_of(name, args, dist.world_size))
+            for run in range(args.runs):
+                if dist.broadcast(results.done(dict(key, run=run))):
+                    dist.log(f'{name} | run {run:02d} | already in '
+                             f'{args.out}, skipped')
+                    continue
+                record = run_once(name, run, data, split_idx, evaluator,
+                                  num_classes, model_kwargs(name, args),
+                                  schedule, args.seed + run, device, dist,
+                                  cluster)
+                dist.log(f"{name} | run {run:02d} | best valid "
+                         f"{100 * record['best_valid']:.2f} at epoch "
+                         f"{record['best_epoch']} | test "
+                         f"{100 * record['test_at_best_valid']:.2f} | "
+                         f"{record['epoch_time_s']:.3f} s/epoch | peak RSS "
+                         f"{record['peak_rss_mib']:,.0f} MiB")
+                if dist.is_main:
+                    results.append(
+                        dict(key, run=run, seed=args.seed + run,
+                             synthetic=marker, **record,
+                             env=environment_info(str(device))))
+            if dist.is_main:
+                summarize(results, key)
 
 
 def main(argv=None) -> int:
@@ -249,6 +265,7 @@ def main(argv=None) -> int:
         args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
     device = check_device(args.device)
     check_output_file(args.out)
+    check_results_file(args.out, args.skip_bad_lines)
     check_threads(args.threads)
     dist, device = init_distributed(args.ddp, device)
     if device.type == 'cuda' and device.index is not None:

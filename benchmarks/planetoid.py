@@ -38,12 +38,14 @@ if __name__ == '__main__':  # import `benchmarks` from the repository root
 
 import argparse
 import os
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
-from benchmarks.common import JSONLResults
-from benchmarks.common.cli import (UsageError, check_device,
+from benchmarks.common import JSONLResults, check_results_file
+from benchmarks.common.cli import (ArgumentParser, UsageError, check_device,
+                                   check_input_file, check_output_dir,
                                    check_output_file, check_threads,
-                                   nonnegative_int, positive_int, run_main)
+                                   is_writable, nonnegative_int,
+                                   positive_int, run_main)
 from benchmarks.planetoid.datasets import DATASETS, canonical
 from benchmarks.planetoid.models import HPARAMS, MODELS
 from benchmarks.planetoid.protocols import PROTOCOLS
@@ -60,7 +62,7 @@ HPARAM_HELP = {
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description=__doc__.split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--dataset', nargs='+', default=['Cora'],
@@ -106,7 +108,39 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument('--summary-out', default=None,
                    help='prefix of the .md/.csv/.tex files (default: the '
                    'first file without .jsonl, plus _summary)')
+    p.add_argument('--skip-bad-lines', action='store_true',
+                   help='skip (with a warning) lines of --out or --summary '
+                   'files that are not JSON records, instead of stopping')
     return p
+
+
+# The flags --summary goes with: it reads result files and runs nothing.
+SUMMARY_FLAGS = ('summary', 'summary_out', 'out', 'skip_bad_lines')
+
+
+def given_flags(argv: Optional[Sequence[str]]) -> List[str]:
+    r"""The destinations of the flags given on the command line."""
+    p = get_parser()
+    for action in p._actions:
+        action.default = argparse.SUPPRESS
+    return list(vars(p.parse_args(argv)))
+
+
+def summary_main(args: argparse.Namespace,
+                 argv: Optional[Sequence[str]]) -> int:
+    r"""``--summary``: checks the files, then summarises them."""
+    extra = [f for f in given_flags(argv) if f not in SUMMARY_FLAGS]
+    if extra:
+        raise UsageError(f"--summary only reads result files and runs "
+                         f"nothing; drop --{extra[0].replace('_', '-')}")
+    paths = args.summary or [args.out]
+    for path in paths:
+        check_input_file(path, '--summary')
+    prefix = args.summary_out or (os.path.splitext(paths[0])[0] +
+                                  '_summary')
+    for suffix in ('.md', '.tex', '.csv', '_paired.csv', '_grid.csv'):
+        check_output_file(prefix + suffix, '--summary-out')
+    return run_summary(paths, prefix, args.skip_bad_lines)
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
@@ -132,27 +166,31 @@ def make_plan(args: argparse.Namespace) -> Plan:
     )
 
 
+def check_cache(root: str, cache: str) -> None:
+    r"""A root that cannot be written is mirrored into :obj:`cache`, which
+    must then be writable."""
+    path = os.path.abspath(root)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not is_writable(path):
+        check_output_dir(cache, '--cache')
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     if args.summary is not None:
-        paths = args.summary or [args.out]
-        prefix = args.summary_out or (os.path.splitext(paths[0])[0] +
-                                      '_summary')
-        missing = [path for path in paths if not os.path.isfile(path)]
-        if missing:
-            raise UsageError(f"No results file {', '.join(missing)}")
-        check_output_file(prefix + '.md', '--summary-out'
-                          if args.summary_out else '--summary')
-        return run_summary(paths, prefix)
+        return summary_main(args, argv)
 
     # Every flag and the output path are checked before any data is loaded.
     plan = make_plan(args)
     check_output_file(args.out)
+    check_results_file(args.out, args.skip_bad_lines)
     device = check_device(args.device)
     check_threads(args.threads)
-    results = JSONLResults(args.out, KEY_FIELDS)
+    check_cache(args.root, args.cache)
     jobs = load_jobs(plan, args.root, args.cache, args.offline)
-    run_jobs(plan, jobs, results, device)
+    with JSONLResults(args.out, KEY_FIELDS, args.skip_bad_lines) as results:
+        run_jobs(plan, jobs, results, device)
     return 0
 
 

@@ -57,8 +57,14 @@ def parse_grid(items: Optional[Sequence[str]]) -> List[Dict[str, Any]]:
         if key not in HPARAMS:
             raise ValueError(f"Unknown --grid key '{key}' (choose from "
                              f"{', '.join(HPARAMS)})")
+        if key in keys:
+            raise ValueError(f"--grid {key} is given twice (list its values "
+                             f"once: {key}=V1,V2)")
         keys.append(key)
         values.append([_parse_value(key, v) for v in vals.split(',') if v])
+        if not values[-1]:
+            raise ValueError(f"--grid {key} has no values (expected "
+                             f"{key}=V1,V2)")
     return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
 
 
@@ -103,6 +109,25 @@ class Plan:
     shard: Tuple[int, int] = (0, 1)
     batch_inits: bool = False
 
+    def __post_init__(self) -> None:
+        if self.batch_inits:
+            other = [m for m in self.models if m != 'diffresnet']
+            if other:
+                raise ValueError(f"--batch-inits trains diffresnet only; "
+                                 f"drop it or run {', '.join(other)} "
+                                 f"separately")
+        both = sorted(set(self.overrides) & set().union(*self.grid))
+        if both:
+            raise ValueError(f"--{both[0].replace('_', '-')} and --grid "
+                             f"{both[0]} are both given; keep one")
+        shard, num_shards = self.shard
+        for protocol in self.protocols:
+            num_splits = self.num_splits or DEFAULT_SPLITS[protocol]
+            if shard >= num_splits:
+                raise ValueError(
+                    f"--shard {shard}/{num_shards} has no splits: protocol "
+                    f"'{protocol}' runs {num_splits} split(s) (--splits)")
+
 
 @dataclass
 class Job:
@@ -144,7 +169,12 @@ def load_jobs(plan: Plan, root: str, cache: str,
                        plan.seed)
         # Seeds are drawn for all splits first, so a shard's splits are
         # those of the unsharded run.
+        total = len(g.splits)
         g.splits = [s for s in g.splits if s.split % num_shards == shard]
+        if not g.splits:
+            raise ValueError(f"--shard {shard}/{num_shards} has no splits: "
+                             f"'{spec.name}' has {total} under protocol "
+                             f"'{protocol}'")
         jobs.append(Job(spec, protocol, g, model_configs(plan, spec)))
     return jobs
 

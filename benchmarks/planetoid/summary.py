@@ -11,8 +11,8 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from benchmarks.common import (confidence_interval, mean_std, paired_test,
-                               read_jsonl)
+from benchmarks.common import (confidence_interval, iter_jsonl, mean_std,
+                               paired_test)
 from benchmarks.planetoid.datasets import DATASETS
 from benchmarks.planetoid.models import MODELS
 from benchmarks.planetoid.protocols import PROTOCOLS
@@ -306,11 +306,40 @@ def write_csv(path: str, rows: List[Dict[str, Any]]) -> None:
         w.writerows(rows)
 
 
-def run_summary(paths: Sequence[str], prefix: str) -> int:
+# The fields a summary reads, and the numbers among them.
+RECORD_FIELDS = KEY_FIELDS + ('val_acc', 'test_acc', 'epochs', 'seconds')
+NUMBER_FIELDS = ('split', 'init', 'val_acc', 'test_acc', 'epochs', 'seconds')
+
+
+def load_records(paths: Sequence[str],
+                 skip_bad_lines: bool = False) -> List[Dict[str, Any]]:
+    r"""The records of :obj:`paths`. Raises :class:`ValueError` naming
+    ``FILE:LINE`` for a line that is not a JSON object (unless
+    :obj:`skip_bad_lines`) or not a record of ``planetoid.py``."""
+    records = []
+    for path in paths:
+        for lineno, r in iter_jsonl(path, skip_bad_lines):
+            missing = [k for k in RECORD_FIELDS if k not in r]
+            if missing:
+                raise ValueError(f"{path}:{lineno}: not a planetoid.py "
+                                 f"record (no {', '.join(missing)})")
+            bad = [k for k in NUMBER_FIELDS
+                   if not isinstance(r[k], (int, float))
+                   or isinstance(r[k], bool)]
+            if bad or not isinstance(r['hparams'], dict):
+                raise ValueError(f"{path}:{lineno}: not a planetoid.py "
+                                 f"record ({', '.join(bad) or 'hparams'} "
+                                 f"of the wrong type)")
+            records.append(r)
+    return records
+
+
+def run_summary(paths: Sequence[str], prefix: str,
+                skip_bad_lines: bool = False) -> int:
     r"""Prints the summary of the result files :obj:`paths` as Markdown and
     writes :obj:`prefix` + ``.md``, ``.tex``, ``.csv`` (and ``_paired.csv``,
     ``_grid.csv`` when there are paired tests or several configs)."""
-    records = read_jsonl(paths)
+    records = load_records(paths, skip_bad_lines)
     if not records:
         raise ValueError(f"No finished runs in {', '.join(paths)}")
     rows, paired = summarize(records)

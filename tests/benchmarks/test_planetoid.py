@@ -218,7 +218,7 @@ def test_usage_errors_exit_2_before_any_work(tmp_path, capsys):
         assert 'Traceback' not in err and 'not available' not in err
     assert not os.path.exists(out)
     assert _exit_code(['--summary', str(tmp_path / 'none.jsonl')]) == 2
-    assert 'error: No results file' in capsys.readouterr().err
+    assert 'error: --summary: no such file' in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -245,3 +245,62 @@ def test_every_dataset_model_protocol(dataset, tmp_path):
             continue  # Classes smaller than 50 nodes: clear error instead.
         assert code == 0, (dataset, protocol)
         assert len(_lines(out)) == len(MODELS)
+
+
+def test_results_file_faults(data_copy, tmp_path, capsys):
+    root = os.path.dirname(data_copy('Planetoid'))
+    out = str(tmp_path / 'runs.jsonl')
+    args = _cli(root, out, '--model', 'gcn', '--hidden', '8')
+    args[args.index('--inits') + 1] = '1'
+    assert planetoid.main(args) == 0
+    lines = _lines(out)
+    assert len(lines) == 2
+    capsys.readouterr()
+
+    def summary(*extra):
+        code = _exit_code(['--summary', out, '--summary-out',
+                           str(tmp_path / 's'), *extra])
+        return code, capsys.readouterr()
+
+    # A complete last record without its newline is kept, not redone.
+    with open(out, 'rb') as f:
+        data = f.read()
+    with open(out, 'wb') as f:
+        f.write(data.rstrip(b'\n'))
+    code, cap = summary()
+    assert code == 0 and '| Cora | random | gcn | 2 (2) |' in cap.out
+    assert planetoid.main(args) == 0
+    assert '0 runs to do' in capsys.readouterr().err
+    with open(out, 'rb') as f:
+        assert f.read() == data
+
+    # A bad line stops resume and the summary with FILE:LINE, and the file
+    # stays as it is; --skip-bad-lines goes on with a warning.
+    first, second = data.splitlines(keepends=True)
+    broken = first + b'{"dataset": "Cora", "mod\n' + second
+    with open(out, 'wb') as f:
+        f.write(broken)
+    assert _exit_code(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f'error: {out}:2: not a JSON record')
+    assert '--skip-bad-lines' in err and 'Traceback' not in err
+    code, cap = summary()
+    assert code == 2 and cap.err.startswith(f'error: {out}:2:')
+    assert planetoid.main(args + ['--skip-bad-lines']) == 0
+    err = capsys.readouterr().err
+    assert f'warning: {out}:2:' in err and '0 runs to do' in err
+    code, cap = summary('--skip-bad-lines')
+    assert code == 0 and '| Cora | random | gcn | 2 (2) |' in cap.out
+    with open(out, 'rb') as f:
+        assert f.read() == broken
+
+    # A second writer on the same file is refused before any work.
+    with open(out, 'wb') as f:
+        f.write(data)
+    from benchmarks.common import JSONLResults
+    with JSONLResults(out, ('dataset', )):
+        assert _exit_code(args) == 2
+        err = capsys.readouterr().err
+        assert 'is being written by another process' in err
+    with open(out, 'rb') as f:
+        assert f.read() == data
