@@ -5,8 +5,12 @@ on the same graph, features and settings, interleaved repeat by repeat.
 Timed per repeat: the evaluation forward (no gradients), a training forward
 and backward with dropout, and the operator's construction alone
 (:meth:`DiffConv.build_operator`: validation, normalisation, the stability
-check), which is what the uncached layer adds to every call.
+check), which is what the uncached layer adds to every call. Where the layer
+takes ``validate``, the uncached layer also runs with ``validate=False``
+(``unvalidated``: the graph's values are not checked, as for a trusted
+loader).
 """
+import inspect
 from typing import Any, Dict, List
 
 import torch
@@ -22,7 +26,8 @@ def run_uncached(g: Dict[str, Any], width: int, num_steps: int,
     r"""Medians over :obj:`repeats` of the evaluation forward and of a
     training forward and backward of the cached and the uncached layer on
     :obj:`width` random feature columns, their ratios (uncached / cached),
-    and the operator's construction alone."""
+    and the operator's construction alone; the same for the uncached layer
+    with ``validate=False`` where :class:`DiffConv` has that argument."""
     load = load_average()
     x = features(g, width, seed).requires_grad_()
     ei, n = g['edge_index'], x.size(0)
@@ -33,6 +38,11 @@ def run_uncached(g: Dict[str, Any], width: int, num_steps: int,
                     cached=c == 'cached').to(device)
         for c in ('cached', 'uncached')
     }
+    if 'validate' in inspect.signature(DiffConv.__init__).parameters:
+        convs['unvalidated'] = DiffConv(step_size, num_steps,
+                                        dropout=dropout,
+                                        validate=False).to(device)
+    uncached = [c for c in convs if c != 'cached']
     with torch.no_grad():  # Builds the cache.
         convs['cached'](x, ei)
 
@@ -50,25 +60,30 @@ def run_uncached(g: Dict[str, Any], width: int, num_steps: int,
         f'{c}_{what}': []
         for c in convs for what in ('eval', 'train')
     }
-    times['build'] = []
+    times.update({f'{c}_build': [] for c in uncached})
     torch.manual_seed(seed)
     for rep in range(warmup + repeats):
         res = {}
         for c, conv in convs.items():
             res[f'{c}_eval'] = timed(lambda: evaluate(conv), device)
             res[f'{c}_train'] = timed(lambda: train(conv), device)
-        res['build'] = timed(
-            lambda: convs['uncached'].build_operator(ei, n, dtype=x.dtype),
-            device)
+        for c in uncached:
+            res[f'{c}_build'] = timed(
+                lambda: convs[c].build_operator(ei, n, dtype=x.dtype),
+                device)
         if rep >= warmup:
             for key, t in res.items():
                 times[key].append(t)
     out: Dict[str, Any] = {k + '_ms': median_ms(v) for k, v in times.items()}
-    out['ratio_eval'] = out['uncached_eval_ms'] / out['cached_eval_ms']
-    out['ratio_train'] = out['uncached_train_ms'] / out['cached_train_ms']
+    for c in uncached:
+        suffix = '' if c == 'uncached' else '_' + c
+        for what in ('eval', 'train'):
+            out[f'ratio_{what}{suffix}'] = \
+                out[f'{c}_{what}_ms'] / out[f'cached_{what}_ms']
+    out['build_ms'] = out['uncached_build_ms']
     out['config'] = dict(
         width=width, num_nodes=n, num_edges=ei.size(1), num_steps=num_steps,
-        step_size=step_size, dropout=dropout, x='dense',
+        step_size=step_size, dropout=dropout, layers=list(convs), x='dense',
         edge_index='COO (2, E)', synthetic='synthetic' in g['name'],
         threads=torch.get_num_threads(), repeats=repeats, warmup=warmup,
         load_start=load, load_end=load_average())
@@ -80,20 +95,26 @@ def markdown(results: Dict[str, Any]) -> List[str]:
     :obj:`results`."""
     lines = [
         '', 'DiffConv uncached vs cached (same features and settings).', '',
-        '| graph | width | K | eval forward cached (ms) | uncached (ms) | '
-        'uncached / cached | train fwd+bwd cached (ms) | uncached (ms) | '
-        'uncached / cached | operator build (ms) |',
-        '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|'
+        '| graph | width | K | layer | eval forward cached (ms) | '
+        'uncached (ms) | uncached / cached | train fwd+bwd cached (ms) | '
+        'uncached (ms) | uncached / cached | operator build (ms) |',
+        '|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|'
     ]
     for graph, r in results.items():
         if 'uncached' not in r:
             continue
         u = r['uncached']
         c = u['config']
-        lines.append(
-            f"| {graph} | {c['width']} | {c['num_steps']} | "
-            f"{u['cached_eval_ms']:.2f} | {u['uncached_eval_ms']:.2f} | "
-            f"{u['ratio_eval']:.2f}x | {u['cached_train_ms']:.2f} | "
-            f"{u['uncached_train_ms']:.2f} | {u['ratio_train']:.2f}x | "
-            f"{u['build_ms']:.2f} |")
+        for name in ('uncached', 'unvalidated'):
+            if f'{name}_eval_ms' not in u:
+                continue
+            suffix = '' if name == 'uncached' else '_' + name
+            lines.append(
+                f"| {graph} | {c['width']} | {c['num_steps']} | {name} | "
+                f"{u['cached_eval_ms']:.2f} | {u[f'{name}_eval_ms']:.2f} | "
+                f"{u['ratio_eval' + suffix]:.2f}x | "
+                f"{u['cached_train_ms']:.2f} | "
+                f"{u[f'{name}_train_ms']:.2f} | "
+                f"{u['ratio_train' + suffix]:.2f}x | "
+                f"{u[f'{name}_build_ms']:.2f} |")
     return lines

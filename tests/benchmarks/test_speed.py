@@ -1,3 +1,4 @@
+import inspect
 import json
 import os
 
@@ -7,6 +8,7 @@ from bench_loader import load_benchmark
 
 from benchmarks.common.cli import run_main
 from benchmarks.speed.models import build
+from torch_geometric_diff import DiffConv
 
 speed = load_benchmark('speed')
 SHARED_DATA = os.environ.get(
@@ -179,8 +181,15 @@ def test_uncached_section(sections_report):
                                             u['cached_eval_ms'])
     assert u['ratio_train'] == pytest.approx(u['uncached_train_ms'] /
                                              u['cached_train_ms'])
-    assert u['build_ms'] > 0
-    assert '| tiny-synthetic | 64 | 2 |' in md
+    assert u['build_ms'] == u['uncached_build_ms'] > 0
+    assert '| tiny-synthetic | 64 | 2 | uncached |' in md
+    # With validate=False where the layer offers it.
+    validate = 'validate' in inspect.signature(DiffConv.__init__).parameters
+    assert ('unvalidated' in u['config']['layers']) == validate
+    if validate:
+        assert u['ratio_eval_unvalidated'] == pytest.approx(
+            u['unvalidated_eval_ms'] / u['cached_eval_ms'])
+        assert '| tiny-synthetic | 64 | 2 | unvalidated |' in md
 
 
 def test_implicit_section(sections_report):
