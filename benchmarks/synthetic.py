@@ -32,18 +32,37 @@ import os
 import time
 from typing import Dict, List
 
-from benchmarks.common import JSONLResults, environment_info
-from benchmarks.common.cli import (check_output_dir, check_threads,
-                                   nonnegative_int, positive_float,
-                                   positive_int, run_main)
+from benchmarks.common import (JSONLResults, check_results_file,
+                               environment_info)
+from benchmarks.common.cli import (ArgumentParser, check_output_dir,
+                                   check_threads, nonnegative_int,
+                                   positive_float, positive_int, run_main)
 from benchmarks.synthetic.figures import make_figures
 from benchmarks.synthetic.model import fit, trajectory
-from benchmarks.synthetic.paper import PAPER, build, settings
+from benchmarks.synthetic.paper import (PAPER, build, check_settings,
+                                        settings)
 from benchmarks.synthetic.report import combos, summarize, write_outputs
 
 
+KEY_FIELDS = ('dataset', 'seed', 'schedule', 'protocol', 'diffusion',
+              'settings', 'epochs', 'model')
+
+
+def label_rate(text: str) -> float:
+    r"""An :mod:`argparse` type: a fraction in :math:`(0, 1)`, so that some
+    points are labelled and some are left to test on."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float('nan')
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(
+            f'expected a number in (0, 1), got {text!r}')
+    return value
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p = ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--out', required=True, help='output folder')
     p.add_argument('--datasets', nargs='+', default=list(PAPER),
                    choices=list(PAPER))
@@ -56,10 +75,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--protocols', nargs='+',
                    default=['fit_all', 'transductive'],
                    choices=['fit_all', 'transductive'])
-    p.add_argument('--label-rate', type=positive_float, default=0.1,
+    p.add_argument('--label-rate', type=label_rate, default=0.1,
                    help='labelled fraction per class (transductive)')
-    p.add_argument('--paper-epochs', type=nonnegative_int, default=20)
-    p.add_argument('--converged-epochs', type=nonnegative_int, default=200)
+    p.add_argument('--paper-epochs', type=positive_int, default=20)
+    p.add_argument('--converged-epochs', type=positive_int, default=200)
     p.add_argument('--adam-lr', type=positive_float, default=0.05)
     p.add_argument('--size-scale', type=positive_float, default=1.0,
                    help='scale the number of points (for quick checks)')
@@ -73,15 +92,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--gif-frames', type=positive_int, default=40)
     p.add_argument('--no-figures', action='store_true')
     p.add_argument('--threads', type=positive_int, default=1)
+    p.add_argument('--skip-bad-lines', action='store_true',
+                   help='skip (with a warning) lines of results.jsonl that '
+                   'are not JSON records, instead of stopping')
     return p.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> dict:
     r"""Trains, records and writes everything; returns the summary."""
-    os.makedirs(args.out, exist_ok=True)
-    results = JSONLResults(os.path.join(args.out, 'results.jsonl'),
-                           ['dataset', 'seed', 'schedule', 'protocol',
-                            'diffusion', 'settings', 'epochs', 'model'])
+    with JSONLResults(os.path.join(args.out, 'results.jsonl'), KEY_FIELDS,
+                      args.skip_bad_lines) as results:
+        return _run(args, results)
+
+
+def _run(args: argparse.Namespace, results: JSONLResults) -> dict:
     model = None if args.hidden == 2 else f'hidden={args.hidden}'
     setting = {name: settings(name, args.max_steps, args.size_scale)
                for name in args.datasets}
@@ -141,6 +165,13 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     check_output_dir(args.out)
+    check_results_file(os.path.join(args.out, 'results.jsonl'),
+                       args.skip_bad_lines)
+    transductive = 'converged' in args.schedules and \
+        'transductive' in args.protocols
+    for name in args.datasets:
+        check_settings(name, settings(name, args.max_steps, args.size_scale),
+                       args.label_rate if transductive else None)
     check_threads(args.threads)
     run(args)
     return 0

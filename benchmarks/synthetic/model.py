@@ -75,6 +75,14 @@ def fit(data: Data, s: Dict[str, Any], diffusion: bool, schedule: str,
     ``'fit_all'`` (train and test on all points) or ``'transductive'``
     (train on :obj:`label_rate` of each class, test on the rest).
     """
+    if protocol == 'fit_all':
+        train = test = torch.ones(data.num_nodes, dtype=torch.bool)
+    else:
+        train = train_mask(data.y, label_rate, seed)
+        test = ~train
+        if not bool(test.any()):
+            raise ValueError(f"label_rate={label_rate} labels every point: "
+                             f"nothing is left to test on")
     torch.manual_seed(seed)
     model = ToyDiffResNet(s['num_steps'] if diffusion else 0, hidden=hidden)
     if schedule == 'paper':
@@ -86,11 +94,6 @@ def fit(data: Data, s: Dict[str, Any], diffusion: bool, schedule: str,
     else:
         opt = torch.optim.Adam(model.parameters(), lr=adam_lr)
         epochs = converged_epochs
-    if protocol == 'fit_all':
-        train = test = torch.ones(data.num_nodes, dtype=torch.bool)
-    else:
-        train = train_mask(data.y, label_rate, seed)
-        test = ~train
     inputs = (data.x, data.edge_index, data.edge_weight)
     for _ in range(epochs):
         opt.zero_grad()

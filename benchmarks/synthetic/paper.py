@@ -36,6 +36,27 @@ def settings(name: str, max_steps: Optional[int] = None,
     return s
 
 
+def class_size(name: str, s: Dict[str, Any]) -> int:
+    r"""Points per class of :obj:`name` under settings :obj:`s` (XOR: two
+    discs per class)."""
+    return 2 * s['size'] if name == 'xor' else s['size']
+
+
+def check_settings(name: str, s: Dict[str, Any],
+                   label_rate: Optional[float] = None) -> None:
+    r"""Raises :class:`ValueError` if the points of :obj:`name` under
+    settings :obj:`s` cannot carry its k-NN graph, or if
+    :obj:`label_rate` leaves no unlabelled point of a class to test on."""
+    n = class_size(name, s)
+    if 2 * n <= s['k']:
+        raise ValueError(f"--size-scale: {name} would have {2 * n} points, "
+                         f"but its k-NN graph needs more than k={s['k']}")
+    if label_rate is not None and max(1, round(label_rate * n)) >= n:
+        raise ValueError(f"--label-rate {label_rate}: every point of a "
+                         f"{name} class ({n} points) would be labelled, "
+                         f"leaving none to test on")
+
+
 def build(name: str, seed: int, s: Dict[str, Any]) -> Data:
     r"""The toy set :obj:`name` drawn with :obj:`seed`, with its Gaussian
     k-NN graph (row-normalised, self included) as in the official code."""

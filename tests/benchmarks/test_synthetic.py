@@ -85,3 +85,16 @@ def test_usage_errors_exit_2_before_any_work(tmp_path, capsys):
         synthetic.main(['--out', str(tmp_path / 'o'), '--threads', '0'])
     assert e.value.code == 2
     assert not (tmp_path / 'o').exists()
+
+
+def test_no_test_points_is_an_error_not_nan():
+    from benchmarks.synthetic.model import fit
+    from benchmarks.synthetic.paper import build, settings
+    s = settings('xor', max_steps=1, size_scale=0.05)
+    data = build('xor', 0, s)
+    acc, _ = fit(data, s, True, 'converged', 'transductive', 0,
+                 converged_epochs=1, label_rate=0.5)
+    assert 0.0 <= acc <= 1.0
+    with pytest.raises(ValueError, match='label_rate'):
+        fit(data, s, True, 'converged', 'transductive', 0,
+            converged_epochs=1, label_rate=1.0)
