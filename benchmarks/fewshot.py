@@ -29,8 +29,10 @@ from typing import Callable, Dict, List
 import numpy as np
 from tqdm import tqdm
 
-from benchmarks.common import JSONLResults, environment_info
-from benchmarks.common.cli import (UsageError, check_output_dir,
+from benchmarks.common import (JSONLResults, check_results_file,
+                               environment_info)
+from benchmarks.common.cli import (ArgumentParser, UsageError,
+                                   check_input_file, check_output_dir,
                                    check_threads, nonnegative_float,
                                    nonnegative_int, positive_float,
                                    positive_int, run_main)
@@ -49,10 +51,23 @@ from benchmarks.fewshot import (
 from benchmarks.fewshot.report import LABELS, write_summary
 
 METHODS = ('simpleshot', 'laplacianshot', 'residual', 'diffusion')
+KEY_FIELDS = ('dataset', 'way', 'shot', 'query', 'episodes', 'seed',
+              'method', 'config')
+DIGITS = range(10)
+
+
+def n_way(text: str) -> int:
+    r"""An :mod:`argparse` type: classes per episode, an integer
+    :math:`\geq 2`."""
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(
+            f'expected an integer >= 2, got {text!r}')
+    return value
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p = ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--features', nargs='*', default=[],
                    help='.npz/.pt embedding files (see load_features)')
     p.add_argument('--dataset', nargs='*', default=[],
@@ -60,7 +75,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='built-in feature sets (default: both when no '
                    '--features is given)')
     p.add_argument('--out', required=True, help='output folder')
-    p.add_argument('--way', type=positive_int, default=5)
+    p.add_argument('--way', type=n_way, default=5)
     p.add_argument('--shot', type=positive_int, nargs='+', default=[1, 5])
     p.add_argument('--query', type=positive_int, default=15)
     p.add_argument('--episodes', type=positive_int, default=600)
@@ -74,7 +89,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='sigma_i = distance to this neighbour')
     p.add_argument('--num-steps', type=nonnegative_int, default=6)
     p.add_argument('--step-size', type=positive_float, default=0.5)
-    p.add_argument('--epochs', type=nonnegative_int, default=100)
+    p.add_argument('--epochs', type=positive_int, default=100)
     p.add_argument('--lr', type=positive_float, default=0.1)
     p.add_argument('--no-shift', action='store_true',
                    help='skip the cross-domain shift of the query')
@@ -90,6 +105,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help='torch threads (1 is fastest for these tiny models '
                    'on a shared CPU)')
     p.add_argument('--no-progress', action='store_true')
+    p.add_argument('--skip-bad-lines', action='store_true',
+                   help='skip (with a warning) lines of results.jsonl that '
+                   'are not JSON records, instead of stopping')
     return p.parse_args(argv)
 
 
@@ -108,6 +126,14 @@ def load_sets(args: argparse.Namespace) -> Dict[str, FewShotFeatures]:
     for path in args.features:
         name = os.path.splitext(os.path.basename(path))[0]
         sets[name] = load_features(path)
+    for name, fs in sets.items():
+        need = max(args.shot) + args.query
+        counts = np.bincount(fs.labels.numpy() - int(fs.labels.min()))
+        usable = int((counts >= need).sum())
+        if usable < args.way:
+            raise UsageError(
+                f"--way {args.way}: '{name}' has {usable} classes with at "
+                f"least --shot + --query = {need} samples")
     return sets
 
 
@@ -140,15 +166,22 @@ def run(args: argparse.Namespace) -> List[dict]:
     r"""Evaluates the methods on every set and shot, resuming from
     ``results.jsonl``, writes the summary and returns one record per
     (set, shot, method)."""
+    sets = load_sets(args)
     os.makedirs(args.out, exist_ok=True)
-    results = JSONLResults(os.path.join(args.out, 'results.jsonl'),
-                           ['dataset', 'way', 'shot', 'query', 'episodes',
-                            'seed', 'method', 'config'])
+    with JSONLResults(os.path.join(args.out, 'results.jsonl'), KEY_FIELDS,
+                      args.skip_bad_lines) as results:
+        rows = _run(args, sets, results)
+    write_summary(args.out, rows, args.way)
+    return rows
+
+
+def _run(args: argparse.Namespace, sets: Dict[str, FewShotFeatures],
+         results: JSONLResults) -> List[dict]:
     config = dict(k=args.k, sigma_k=args.sigma_k, num_steps=args.num_steps,
                   step_size=args.step_size, epochs=args.epochs, lr=args.lr,
                   shift=not args.no_shift, lam=args.lam, knn=args.knn)
     rows = []
-    for name, fs in load_sets(args).items():
+    for name, fs in sets.items():
         for shot in args.shot:
             key = dict(dataset=name, way=args.way, shot=shot,
                        query=args.query, episodes=args.episodes,
@@ -191,16 +224,23 @@ def run(args: argparse.Namespace) -> List[dict]:
                 print(f"{name:>10} {args.way}-way {shot}-shot "
                       f"{LABELS[m]:<28} {rec['acc']:6.2f} ± "
                       f"{rec['ci95']:.2f}", flush=True)
-    write_summary(args.out, rows, args.way)
     return rows
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     check_output_dir(args.out)
+    check_results_file(os.path.join(args.out, 'results.jsonl'),
+                       args.skip_bad_lines)
     for path in args.features:
-        if not os.path.isfile(path):
-            raise UsageError(f"--features: no such file '{path}'")
+        check_input_file(path, '--features')
+    uses_digits = 'digits' in (args.dataset or ([] if args.features else
+                                                 ['digits']))
+    if uses_digits and (not set(args.base_classes) <= set(DIGITS)
+                        or set(DIGITS) <= set(args.base_classes)):
+        raise UsageError(f"--base-classes: digits has the classes 0-9 and "
+                         f"needs some left as novel classes (got "
+                         f"{' '.join(map(str, args.base_classes))})")
     if args.save_features:
         check_output_dir(os.path.dirname(os.path.abspath(
             args.save_features)), '--save-features')

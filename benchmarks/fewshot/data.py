@@ -38,15 +38,20 @@ def load_features(path: str) -> FewShotFeatures:
     """
     if not os.path.isfile(path):
         raise ValueError(f"No such file: '{path}'")
-    if path.endswith('.npz'):
-        with np.load(path, allow_pickle=False) as f:
-            store = {k: f[k] for k in f.files}
-    elif path.endswith('.pt') or path.endswith('.pth'):
-        store = torch.load(path, map_location='cpu', weights_only=True)
-        if not isinstance(store, dict):
-            raise ValueError(f"'{path}' must hold a dict of tensors")
-    else:
+    if not path.endswith(('.npz', '.pt', '.pth')):
         raise ValueError(f"Unsupported file type '{path}' (use .npz or .pt)")
+    try:
+        if path.endswith('.npz'):
+            with np.load(path, allow_pickle=False) as f:
+                store = {k: f[k] for k in f.files}
+        else:
+            store = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # Corrupt files fail in zipfile, numpy, pickle.
+        raise ValueError(f"'{path}' cannot be read as a "
+                         f"{os.path.splitext(path)[1]} file "
+                         f"({type(e).__name__}: {e})") from None
+    if not isinstance(store, dict):
+        raise ValueError(f"'{path}' must hold a dict of tensors")
     features = torch.as_tensor(np.asarray(
         _pick(store, _FEATURE_KEYS, 'feature', path))).float()
     labels = torch.as_tensor(np.asarray(_pick(store, _LABEL_KEYS, 'label',

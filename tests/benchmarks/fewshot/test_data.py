@@ -70,3 +70,15 @@ def test_evaluate_episodes_pairs_methods():
     assert acc['a'].shape == (12, )
     assert np.array_equal(acc['a'], acc['b'])  # Same episodes for all.
     assert ((acc['a'] >= 0) & (acc['a'] <= 100)).all()
+
+
+@pytest.mark.parametrize('name,content', [
+    ('garbage.npz', b'PK\x03\x04 not a zip archive'),
+    ('empty.npz', b''),
+    ('garbage.pt', b'\x80\x02 not a pickle'),
+])
+def test_corrupt_feature_file_names_the_file(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"'{path}' cannot be read"):
+        load_features(str(path))
