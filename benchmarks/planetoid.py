@@ -58,6 +58,9 @@ HPARAM_HELP = {
     'num_steps': 'diffusion steps (diffresnet), propagation steps '
                  '(appnp, sgc)',
     'hidden': "hidden width; 'none' = the paper's Diff-ResNet",
+    'scheme': 'diffusion scheme of diffresnet: explicit (the paper) or '
+              'implicit (backward Euler)',
+    'learnable_step': 'diffresnet: train the step size (true/false)',
 }
 
 

@@ -40,7 +40,12 @@ MODEL_DEFAULTS: Dict[str, Dict[str, Any]] = {
 MODELS = tuple(MODEL_DEFAULTS)
 # Command-line names of the hyper-parameters (also the `--grid` keys).
 HPARAMS = ('step_size', 'num_steps', 'dropout', 'hidden', 'lr',
-           'weight_decay', 'patience', 'max_epochs')
+           'weight_decay', 'patience', 'max_epochs', 'scheme',
+           'learnable_step')
+# Diff-ResNet options that enter a run's hyper-parameters (and so its
+# record) only when set, so that records of the paper's model keep their
+# fields: the diffusion scheme and a trainable step size.
+DIFFUSION_OPTIONS = dict(scheme='explicit', learnable_step=False)
 
 
 def model_hparams(model: str, spec,
@@ -59,6 +64,10 @@ def model_hparams(model: str, spec,
     if model == 'diffresnet':  # `official` has no input projection.
         hp.update(hidden=spec.hidden)
     for key, value in overrides.items():
+        if model == 'diffresnet' and key in DIFFUSION_OPTIONS:
+            if value != DIFFUSION_OPTIONS[key]:
+                hp[key] = value
+            continue
         if key not in hp:
             continue
         if value is not None or (model, key) == ('diffresnet', 'hidden'):
@@ -210,10 +219,11 @@ class DiffResNet(torch.nn.Module):
     def __init__(self, in_channels, out_channels, hidden, dropout, step_size,
                  num_steps, **kwargs):
         super().__init__()
+        options = {k: kwargs[k] for k in DIFFUSION_OPTIONS if k in kwargs}
         self.model = DiffResNetGNN(in_channels, out_channels,
                                    hidden_channels=hidden,
                                    num_steps=num_steps, step_size=step_size,
-                                   dropout=dropout, cached=True)
+                                   dropout=dropout, cached=True, **options)
 
     def forward(self, x, g):
         return self.model(x, g.adj_t)

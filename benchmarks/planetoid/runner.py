@@ -29,6 +29,25 @@ def hidden_width(text: str) -> Optional[int]:
     return None if text.lower() == 'none' else positive_int(text)
 
 
+def scheme_name(text: str) -> str:
+    r"""An :mod:`argparse` type: a diffusion scheme of
+    :class:`~torch_geometric_diff.DiffConv`."""
+    if text.lower() not in ('explicit', 'implicit'):
+        raise argparse.ArgumentTypeError(
+            f"expected 'explicit' or 'implicit', got {text!r}")
+    return text.lower()
+
+
+def boolean(text: str) -> bool:
+    r"""An :mod:`argparse` type: ``true``/``false`` (also ``1``/``0``)."""
+    value = {'true': True, '1': True, 'false': False, '0': False}.get(
+        text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(
+            f"expected true or false, got {text!r}")
+    return value
+
+
 # The value type of every hyper-parameter (flags and `--grid` values).
 HPARAM_TYPES: Dict[str, Callable[[str], Any]] = {
     'step_size': positive_float,
@@ -39,6 +58,8 @@ HPARAM_TYPES: Dict[str, Callable[[str], Any]] = {
     'weight_decay': nonnegative_float,
     'patience': positive_int,
     'max_epochs': positive_int,
+    'scheme': scheme_name,
+    'learnable_step': boolean,
 }
 
 
