@@ -24,8 +24,9 @@ import argparse
 import resource
 import time
 
-from benchmarks.common.cli import (UsageError, check_output_dir,
-                                   nonnegative_int, run_main)
+from benchmarks.common.cli import (ArgumentParser, UsageError,
+                                   check_output_dir, nonnegative_int,
+                                   positive_float, run_main)
 from benchmarks.ogbn.synthetic import (
     OGB_LIKE,
     synthetic_ogb_sizes,
@@ -34,9 +35,9 @@ from benchmarks.ogbn.synthetic import (
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--like', required=True, choices=list(OGB_LIKE))
-    parser.add_argument('--scale', type=float, default=1.0,
+    parser.add_argument('--scale', type=positive_float, default=1.0,
                         help='multiplies node and edge counts (default: 1.0 '
                         'gives the real sizes)')
     parser.add_argument('--root', required=True,
@@ -56,7 +57,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    sizes = synthetic_ogb_sizes(args.like, args.scale)  # ValueError: exit 2.
+    try:
+        sizes = synthetic_ogb_sizes(args.like, args.scale)
+    except ValueError as e:
+        raise UsageError(f'--scale: {e}') from None
     print(f'{args.like}-like (synthetic), scale {args.scale:g}: '
           f'{sizes.num_nodes:,} nodes, {sizes.num_edges:,} edges, '
           f'{sizes.num_features} features, {sizes.num_classes} classes; '
