@@ -43,8 +43,14 @@ def test_cli_dry_run_and_errors(tmp_path, capsys):
     assert '169,343 nodes, 1,166,243 edges, 128 features, 40 classes' in out
     assert '90,941 / 29,799 / 48,603' in out
     assert not osp.exists(osp.join(str(tmp_path), 'ogbn_arxiv'))
+    with pytest.raises(SystemExit) as e:
+        make.main(['--like', 'ogbn-arxiv', '--root', str(tmp_path),
+                   '--scale', '-1'])
+    assert e.value.code == 2
+    assert 'error: argument --scale: expected a finite number > 0' in \
+        capsys.readouterr().err
     assert run_main(make.main, ['--like', 'ogbn-arxiv', '--root',
-                                str(tmp_path), '--scale', '-1']) == 2
-    assert 'positive' in capsys.readouterr().err
+                                str(tmp_path), '--scale', '1e-9']) == 2
+    assert capsys.readouterr().err.startswith('error: --scale: scale=1e-09')
     with pytest.raises(SystemExit):
         make.main(['--like', 'ogbn-mag', '--root', str(tmp_path)])
