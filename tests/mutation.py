@@ -54,7 +54,8 @@ MODEL = ['tests/nn/models/test_diff_resnet.py',
          'tests/nn/models/test_diff_resnet_reference.py']
 SPLITS = ['tests/benchmarks/common/test_splits.py']
 STOPPING = ['tests/benchmarks/common/test_early_stopping.py']
-RESULTS = ['tests/benchmarks/common/test_results.py']
+RESULTS = ['tests/benchmarks/common/test_results.py',
+           'tests/benchmarks/common/test_results_resume.py']
 METRICS = ['tests/metrics/test_trajectory.py',
            'tests/metrics/test_trajectory_reference.py']
 EXPLAIN = ['tests/nn/conv/test_diff_conv_explain.py']
