@@ -4,7 +4,6 @@ cache), and the preprocessing every model shares."""
 import copy
 import os
 import shutil
-import stat
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -20,7 +19,9 @@ from torch_geometric.utils import (
 )
 
 from benchmarks.common import NodeSplit, largest_connected_component
-from benchmarks.common.cli import UsageError
+from benchmarks.common.cli import UsageError, check_output_dir, is_writable
+from benchmarks.planetoid.cache import (CorruptDataError, build_dataset,
+                                        find_corrupt_raw, folder_lock, mirror)
 from benchmarks.planetoid.protocols import fixed_splits, random_protocol_splits
 
 # One row per dataset, all loaded through PyG's own classes.
@@ -141,13 +142,11 @@ def _processed_dir(spec: DatasetSpec, protocol: str, class_root: str) -> str:
 
 def _writable(path: str) -> bool:
     r"""Whether :obj:`path` (or, if absent, its nearest existing parent) may
-    be written. Write permission bits count even for the super-user, so a
-    root marked read-only (``chmod a-w``) is treated as read-only."""
+    be written (see :func:`~benchmarks.common.cli.is_writable`)."""
     path = os.path.abspath(path)
     while not os.path.exists(path):
         path = os.path.dirname(path)
-    mode = os.stat(path).st_mode
-    return os.access(path, os.W_OK) and bool(mode & stat.S_IWUSR)
+    return is_writable(path)
 
 
 def _missing_message(spec: DatasetSpec, protocol: str, root: str,
@@ -169,12 +168,27 @@ def _missing_message(spec: DatasetSpec, protocol: str, root: str,
     return '\n'.join(msg)
 
 
+def check_cache(root: str, cache: str) -> None:
+    r"""Raises :class:`UsageError` if :obj:`root` cannot be written (so it
+    will be mirrored into :obj:`cache`) and :obj:`cache` cannot be
+    written either."""
+    if not _writable(root):
+        check_output_dir(cache, '--cache')
+
+
 def load_pyg_dataset(spec: DatasetSpec, protocol: str, root: str,
                      cache: str, offline: bool = False):
     r"""Loads :obj:`spec` through its PyG class. A root that cannot be written
     is mirrored (raw files only) into :obj:`cache`, where PyG then writes its
-    processed files. Raises :class:`MissingDataError` with the list of
-    expected files when they are missing and cannot be downloaded."""
+    processed files; a cached file is copied again when its source differs.
+    A processed folder left broken by a killed run is rebuilt.
+
+    Raises:
+        MissingDataError: The raw files are missing and cannot be
+            downloaded (the message lists them).
+        CorruptDataError: A raw file cannot be processed (the message names
+            it).
+    """
     class_root = os.path.join(root, spec.folder)
     if spec.pyg_class == 'npz':
         return [_read_npz(spec, root, class_root)]
@@ -184,26 +198,40 @@ def load_pyg_dataset(spec: DatasetSpec, protocol: str, root: str,
     load_root = class_root
     if not _writable(processed):
         load_root = os.path.join(cache, spec.folder)
-        for src in raw:
-            dst = os.path.join(load_root, os.path.relpath(src, class_root))
-            if os.path.isfile(src) and not os.path.isfile(dst):
-                os.makedirs(os.path.dirname(dst), exist_ok=True)
-                shutil.copyfile(src, dst + '.part')
-                os.replace(dst + '.part', dst)
-        cached_raw = expected_raw_paths(spec, protocol, load_root)
-        have_raw = all(os.path.isfile(p) for p in cached_raw)
-    if not have_raw and offline:
+        check_output_dir(load_root, '--cache')
+    elif not have_raw and offline:  # Nothing written to the root.
         raise MissingDataError(
             _missing_message(spec, protocol, root, raw, class_root))
     kwargs = _class_kwargs(spec, protocol)
-    try:
+
+    def make():
         return _pyg_class(spec)(load_root, **kwargs)
-    except Exception as e:  # Download failures surface as many types.
+
+    with folder_lock(load_root):  # One process mirrors and processes.
+        shown = {}
+        if load_root != class_root:
+            cached_raw = expected_raw_paths(spec, protocol, load_root)
+            shown = dict(zip(cached_raw, raw))
+            if mirror(raw, class_root, load_root):
+                # The processed files were made from other raw files.
+                shutil.rmtree(_processed_dir(spec, protocol, load_root),
+                              ignore_errors=True)
+            have_raw = all(os.path.isfile(p) for p in cached_raw)
+        if not have_raw and offline:
+            raise MissingDataError(
+                _missing_message(spec, protocol, root, raw, class_root))
         if have_raw:
-            raise
-        raise MissingDataError(
-            _missing_message(spec, protocol, root, raw, class_root,
-                             e)) from None
+            paths = list(shown) or raw
+            return build_dataset(
+                make, _processed_dir(spec, protocol, load_root), paths,
+                lambda: find_corrupt_raw(paths),
+                lambda p: os.path.relpath(shown.get(p, p), root))
+        try:
+            return make()
+        except Exception as e:  # Download failures surface as many types.
+            raise MissingDataError(
+                _missing_message(spec, protocol, root, raw, class_root,
+                                 e)) from None
 
 
 def _read_npz(spec: DatasetSpec, root: str, class_root: str):
@@ -215,7 +243,13 @@ def _read_npz(spec: DatasetSpec, root: str, class_root: str):
             f"Dataset '{spec.name}' is not available: expected the "
             f"gnn-benchmark file '{os.path.relpath(path, root)}' under "
             f"--root '{root}' (it is never downloaded)")
-    return read_npz(path)
+    try:
+        return read_npz(path)
+    except Exception as e:  # zipfile, numpy and scipy fail in many ways.
+        raise CorruptDataError(
+            f"'{os.path.relpath(path, root)}' under --root '{root}' is "
+            f"truncated or not a gnn-benchmark .npz file "
+            f"({type(e).__name__}: {e})") from None
 
 
 @dataclass
