@@ -27,8 +27,8 @@ from typing import Optional, Sequence
 import scipy.sparse as sp
 from scipy.sparse.linalg import eigsh
 
-from benchmarks.common.cli import run_main
-from benchmarks.planetoid.datasets import (DATASETS, canonical,
+from benchmarks.common.cli import ArgumentParser, run_main
+from benchmarks.planetoid.datasets import (DATASETS, canonical, check_cache,
                                            load_pyg_dataset, preprocess)
 from benchmarks.planetoid.protocols import PROTOCOLS
 
@@ -44,7 +44,7 @@ def laplacian_lambda_max(edge_index, num_nodes: int) -> float:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p = ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--dataset', nargs='+', default=['Cora'])
     p.add_argument('--protocol', default='random', choices=PROTOCOLS)
     p.add_argument('--root', default='data')
@@ -55,6 +55,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = p.parse_args(argv)
     specs = [DATASETS[canonical(name, DATASETS, 'dataset')]
              for name in args.dataset]
+    check_cache(args.root, args.cache)
     print('| Dataset | nodes | lambda_max(L) | step bound 2 / lambda_max |')
     print('|---|---:|---:|---:|')
     for spec in specs:

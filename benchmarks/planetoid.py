@@ -42,11 +42,10 @@ from typing import List, Optional, Sequence
 
 from benchmarks.common import JSONLResults, check_results_file
 from benchmarks.common.cli import (ArgumentParser, UsageError, check_device,
-                                   check_input_file, check_output_dir,
-                                   check_output_file, check_threads,
-                                   is_writable, nonnegative_int,
+                                   check_input_file, check_output_file,
+                                   check_threads, nonnegative_int,
                                    positive_int, run_main)
-from benchmarks.planetoid.datasets import DATASETS, canonical
+from benchmarks.planetoid.datasets import DATASETS, canonical, check_cache
 from benchmarks.planetoid.models import HPARAMS, MODELS
 from benchmarks.planetoid.protocols import PROTOCOLS
 from benchmarks.planetoid.records import KEY_FIELDS
@@ -167,16 +166,6 @@ def make_plan(args: argparse.Namespace) -> Plan:
         shard=parse_shard(args.shard),
         batch_inits=args.batch_inits,
     )
-
-
-def check_cache(root: str, cache: str) -> None:
-    r"""A root that cannot be written is mirrored into :obj:`cache`, which
-    must then be writable."""
-    path = os.path.abspath(root)
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    if not is_writable(path):
-        check_output_dir(cache, '--cache')
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
