@@ -47,7 +47,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from benchmarks.common import environment_info
-from benchmarks.common.cli import (UsageError, check_device,
+from benchmarks.common.cli import (ArgumentParser, UsageError, check_device,
                                    check_output_file, check_threads,
                                    nonnegative_int, positive_float,
                                    positive_int, probability, run_main)
@@ -60,7 +60,7 @@ from benchmarks.speed.timing import load_average
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--graphs', nargs='+', default=['cora'],
                         choices=GRAPHS)
     parser.add_argument('--models', nargs='+', default=list(MODELS),
