@@ -27,6 +27,11 @@ class BlockedOperator:
             (default: :obj:`2**26`)
         pin_memory (bool, optional): Pin the blocks for faster, asynchronous
             host-to-GPU copies. (default: :obj:`False`)
+
+    The attribute :obj:`sym_scale` (default :obj:`None`) may hold a
+    positive :math:`\mathbf{s}` with :math:`\mathrm{diag}(\mathbf{s})
+    \mathbf{A}\,\mathrm{diag}(\mathbf{s})^{-1}` symmetric, for solvers
+    that need the symmetric form of a non-symmetric operator.
     """
     def __init__(self, matrix: Tensor, max_block_nnz: int = 2**26,
                  pin_memory: bool = False) -> None:
@@ -37,6 +42,7 @@ class BlockedOperator:
                              f"(got {max_block_nnz})")
         crow = matrix.crow_indices()
         col, val = matrix.col_indices(), matrix.values()
+        self.sym_scale: Optional[Tensor] = None
         self.shape = tuple(matrix.shape)
         self.nnz = int(col.numel())
         self.blocks: List[Tensor] = []

@@ -199,10 +199,11 @@ def test_input_width_is_checked_for_every_layout(hidden):
     ei = small_graph(n)
     model = DiffResNetGNN(4, 3, hidden_channels=hidden, num_steps=2).eval()
     x = torch.rand(n, 7) * (torch.rand(n, 7) < 0.3)
+    match = r"'x' has 7 features .*in_channels=4"
     for xs in (x, x.to_sparse(), x.to_sparse_csr()):
-        with pytest.raises(ValueError, match=r"'x' has 7 features .*in_channels=4"):
+        with pytest.raises(ValueError, match=match):
             model(xs, ei)
-        with pytest.raises(ValueError, match=r"'x' has 7 features .*in_channels=4"):
+        with pytest.raises(ValueError, match=match):
             model.inference(xs, ei)
     with pytest.raises(ValueError, match="'x' must be a 2-D"):
         model(torch.rand(n), ei)

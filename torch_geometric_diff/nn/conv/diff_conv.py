@@ -1,7 +1,7 @@
 import math
 import numbers
 import warnings
-from typing import Optional
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -14,8 +14,10 @@ from torch_geometric.utils import spmm
 
 from torch_geometric_diff.nn.diffusion.dropout import draw_seed, dropout_mask
 from torch_geometric_diff.nn.diffusion.fused import diffuse
+from torch_geometric_diff.nn.diffusion.implicit import implicit_diffuse
 from torch_geometric_diff.nn.diffusion.operator import (
     DiffusionOperator,
+    accumulation_dtype,
     build_operator,
     edge_operator,
     graph_entries,
@@ -28,14 +30,16 @@ from torch_geometric_diff.nn.diffusion.uncached import diffuse_edges
 
 NORMALIZATIONS = ('sym', 'rw', None)
 ENGINES = ('fused', 'autograd')
-HALF_DTYPES = (torch.float16, torch.bfloat16)
+SCHEMES = ('explicit', 'implicit')
 
 
-def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
-    r"""The dtype in which the operator is built and the steps run for node
-    features of :obj:`dtype`: :obj:`torch.float32` for half precision
-    (:obj:`float16`, :obj:`bfloat16`), else :obj:`dtype` itself."""
-    return torch.float32 if dtype in HALF_DTYPES else dtype
+def _number(name: str, value, integer: bool, ok, what: str):
+    # Python and numpy scalars; bool is not a number here.
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind) \
+            or not ok(value):
+        raise ValueError(f"'{name}' must be {what} (got {value!r})")
+    return int(value) if integer else float(value)
 
 
 class DiffConv(MessagePassing):
@@ -76,8 +80,39 @@ class DiffConv(MessagePassing):
     :func:`torch.nn.functional.dropout`, with masks from a counter-based
     generator seeded from PyTorch's global generator.
 
+    **Explicit or implicit steps.** :obj:`scheme="explicit"` (the default,
+    the paper's) runs the forward-Euler steps above: one sparse product per
+    step, memory-flat, but stable only for :math:`\gamma \le 2 /
+    \lambda_{\max}(\mathbf{L})`, so strong diffusion needs many small steps.
+    :obj:`scheme="implicit"` runs backward-Euler steps
+
+    .. math::
+        (\mathbf{I} + \gamma\mathbf{L})\,\mathbf{X}^{(k)} =
+        \mathrm{dropout}\big(\mathbf{X}^{(k-1)}\big),
+
+    stable for every :math:`\gamma > 0` (no stability warning applies), so a
+    few large steps diffuse far: it fits when strong diffusion is wanted or
+    :math:`2 / \lambda_{\max}` is small, the explicit scheme when the stable
+    step already diffuses enough in :math:`K` steps. Each step is a
+    conjugate-gradient solve,
+    batched over channels, to the relative residual :obj:`tol` in at most
+    :obj:`max_iter` iterations: :math:`O(\sqrt{1 + \gamma\lambda_{\max}}
+    \log(1/\mathrm{tol}))` sparse products per step
+    (:attr:`last_cg_iterations` logs them);
+    the backward pass is one more solve per step, with flat memory (see
+    :func:`~torch_geometric_diff.nn.diffusion.implicit_diffuse`). With
+    :obj:`normalize="rw"`, where :math:`\mathbf{L} = \mathbf{I} -
+    \hat{\mathbf{A}}`, one step is :math:`\frac{1}{1+\gamma}(\mathbf{I} -
+    \frac{\gamma}{1+\gamma}\hat{\mathbf{A}})^{-1}\mathbf{X}`: APPNP's
+    personalised PageRank with :math:`\alpha = 1/(1+\gamma)`. The solve needs
+    a symmetric :math:`\mathbf{L}` (:obj:`"sym"` or :obj:`None` on an
+    undirected graph) or one similar to it (:obj:`"rw"` on an undirected
+    graph); it is not traced by :func:`torch.compile`, and
+    :obj:`return_all`, explain mode and gradients w.r.t.
+    :obj:`edge_weight` need the explicit scheme.
+
     The operator and the node states are kept in the
-    :func:`accumulation_dtype` of :obj:`x`: :obj:`float32` for
+    :func:`~.operator.accumulation_dtype` of :obj:`x`: :obj:`float32` for
     :obj:`float16` and :obj:`bfloat16` features (autocast is switched off
     inside the layer), else :obj:`x`'s own dtype, never that of
     :obj:`edge_weight`. The output is cast back to :obj:`x`'s dtype, so half
@@ -138,6 +173,14 @@ class DiffConv(MessagePassing):
             only in the plain loop, once per step: the fused engine never
             calls :meth:`propagate` and warns when hooks are registered.
             (default: :obj:`"fused"`)
+        scheme (str, optional): :obj:`"explicit"` (forward Euler) or
+            :obj:`"implicit"` (backward Euler, solved by conjugate
+            gradients). (default: :obj:`"explicit"`)
+        tol (float, optional): The relative residual at which each implicit
+            solve stops. (default: :obj:`1e-6`)
+        max_iter (int, optional): The most CG iterations per implicit solve;
+            a solve that does not converge within them warns.
+            (default: :obj:`100`)
         **kwargs (optional): Additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
             :obj:`flow="target_to_source"` reads :obj:`edge_index[0]` as the
@@ -173,6 +216,9 @@ class DiffConv(MessagePassing):
         learnable_step: bool = False,
         engine: str = 'fused',
         validate: bool = True,
+        scheme: str = 'explicit',
+        tol: float = 1e-6,
+        max_iter: int = 100,
         **kwargs,
     ):
         aggr = kwargs.setdefault('aggr', 'add')
@@ -189,8 +235,22 @@ class DiffConv(MessagePassing):
                              f"(expected one of {ENGINES})")
         if not isinstance(validate, bool):
             raise ValueError(f"'validate' must be a bool (got {validate!r})")
+        if scheme not in SCHEMES:
+            raise ValueError(f"Unknown 'scheme' {scheme!r} "
+                             f"(expected one of {SCHEMES})")
+        if scheme == 'implicit' and engine == 'autograd':
+            raise ValueError("scheme='implicit' solves its steps in one "
+                             "operation; engine='autograd' needs "
+                             "scheme='explicit'")
 
         self._cached_op = None
+        self.scheme = scheme
+        self.tol = _number('tol', tol, False, lambda v: 0 < v < math.inf,
+                           'a finite number > 0')
+        self.max_iter = _number('max_iter', max_iter, True, lambda v: v >= 1,
+                                'an integer >= 1')
+        #: The CG iterations of each implicit step of the last call.
+        self.last_cg_iterations: Optional[List[int]] = None
         if learnable_step:
             self.step_param = Parameter(torch.empty(()))
         else:
@@ -237,14 +297,12 @@ class DiffConv(MessagePassing):
 
     @step_size.setter
     def step_size(self, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-                or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"'step_size' must be a finite number > 0 "
-                             f"(got {value!r})")
-        self.initial_step_size = float(value)
+        self.initial_step_size = _number(
+            'step_size', value, False, lambda v: 0 < v < math.inf,
+            'a finite number > 0')
         self._set_step_param()
         op = self._cached_op
-        if op is not None:
+        if op is not None and self.scheme == 'explicit':
             check_stability(self.initial_step_size, op.lambda_bound,
                             lambda: op.lambda_max, self.__class__.__name__)
 
@@ -255,11 +313,8 @@ class DiffConv(MessagePassing):
 
     @num_steps.setter
     def num_steps(self, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
-                or value < 0:
-            raise ValueError(f"'num_steps' must be an integer >= 0 "
-                             f"(got {value!r})")
-        self._num_steps = int(value)
+        self._num_steps = _number('num_steps', value, True, lambda v: v >= 0,
+                                  'an integer >= 0')
 
     @property
     def dropout(self) -> float:
@@ -268,10 +323,8 @@ class DiffConv(MessagePassing):
 
     @dropout.setter
     def dropout(self, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-                or not 0 <= value < 1:
-            raise ValueError(f"'dropout' must lie in [0, 1) (got {value!r})")
-        self._dropout = float(value)
+        self._dropout = _number('dropout', value, False, lambda v: 0 <= v < 1,
+                                'in [0, 1)')
 
     def forward(self, x: Tensor, edge_index: Adj,
                 edge_weight: OptTensor = None,
@@ -279,11 +332,9 @@ class DiffConv(MessagePassing):
         if isinstance(x, (tuple, list)):
             raise ValueError(
                 f"'{self.__class__.__name__}' needs a square operator on one "
-                f"node type: diffusion applies I - gamma L to the features "
-                f"of one set of nodes, so bipartite input (x as a tuple "
-                f"(x_src, x_dst), as to_hetero passes for an edge type "
-                f"between two node types) is not supported; use it on "
-                f"homogeneous graphs or on edge types within one node type")
+                f"node type, so bipartite input (x as a tuple, as to_hetero "
+                f"passes for an edge type between two node types) is not "
+                f"supported; use it on edge types within one node type")
         if not isinstance(x, Tensor) or x.dim() != 2 \
                 or not x.is_floating_point():
             raise ValueError(f"'x' must be a 2-D floating-point tensor of "
@@ -310,7 +361,8 @@ class DiffConv(MessagePassing):
             row, col, weight = graph_entries(edge_index, n, edge_weight,
                                              x.dtype, self.flow,
                                              self.validate)
-            if not (self.cached or plain or weight.requires_grad):
+            if not (self.cached or plain or weight.requires_grad
+                    or self.scheme == 'implicit'):
                 return self._uncached(x, row, col, weight, p).to(in_dtype)
             op = self._operator(row, col, weight, n)
             if self.cached:
@@ -320,13 +372,31 @@ class DiffConv(MessagePassing):
                              f"but 'x' has {n} rows (call "
                              f"'reset_parameters()' to rebuild it)")
 
-        if plain or op.edge_lval.requires_grad:
+        if self.scheme == 'implicit':
+            out = self._implicit(x, op, p, plain)
+        elif plain or op.edge_lval.requires_grad:
             out = self._plain_loop(x, op, p, return_all)
         else:
             self._warn_if_hooked()
             out = diffuse(x, op, self.gamma.to(x.device, x.dtype),
                           self.num_steps, p)
         return out.to(in_dtype)
+
+    def _implicit(self, x: Tensor, op: DiffusionOperator, p: float,
+                  plain: bool) -> Tensor:
+        if plain or op.edge_lval.requires_grad:
+            raise ValueError(
+                "scheme='implicit' solves its steps in one operation: "
+                "return_all=True, explain mode and gradients w.r.t. "
+                "'edge_weight' need scheme='explicit'")
+        self._warn_if_hooked()
+        stats: dict = {}
+        out = implicit_diffuse(x, op, self.gamma.to(x.device, x.dtype),
+                               self.num_steps, p, tol=self.tol,
+                               max_iter=self.max_iter,
+                               sym_scale=op.sym_scale, stats=stats)
+        self.last_cg_iterations = stats['iterations']  # For logging.
+        return out
 
     def _hooks(self, *names: str) -> bool:
         return any(len(getattr(self, f'_{name}_forward{kind}_hooks')) > 0
@@ -335,11 +405,13 @@ class DiffConv(MessagePassing):
     def _warn_if_hooked(self) -> None:
         if self._hooks('propagate', 'message', 'aggregate',
                        'message_and_aggregate'):
+            fix = ("they need scheme='explicit' and engine='autograd'"
+                   if self.scheme == 'implicit' else
+                   "use engine='autograd' to run them (once per step)")
             warnings.warn(
                 f"'{self.__class__.__name__}' has message passing hooks, but "
                 f"the fused engine does not call propagate(), so they do not "
-                f"fire; use engine='autograd' to run them (once per step)",
-                UserWarning, stacklevel=4)
+                f"fire; {fix}", UserWarning, stacklevel=4)
 
     def _uncached(self, x: Tensor, row: Tensor, col: Tensor, weight: Tensor,
                   p: float) -> Tensor:
@@ -403,8 +475,8 @@ class DiffConv(MessagePassing):
         r"""Validates the graph and builds
         :math:`\mathbf{M} = \mathbf{I} - \gamma\mathbf{L}` (all checks happen
         here, once per operator). The operator has the
-        :func:`accumulation_dtype` of :obj:`dtype`, whatever the dtype of
-        :obj:`edge_weight`."""
+        :func:`~.operator.accumulation_dtype` of :obj:`dtype`, whatever the
+        dtype of :obj:`edge_weight`."""
         row, col, weight = graph_entries(edge_index, num_nodes, edge_weight,
                                          accumulation_dtype(dtype), self.flow,
                                          self.validate)
@@ -414,9 +486,10 @@ class DiffConv(MessagePassing):
                   num_nodes: int) -> DiffusionOperator:
         op = build_operator(row, col, weight, num_nodes, self.normalize,
                             self.add_self_loops)
-        check_stability(self.step_size, op.lambda_bound,
-                        lambda: op.lambda_max, self.__class__.__name__,
-                        stacklevel=5)
+        if self.scheme == 'explicit':
+            check_stability(self.step_size, op.lambda_bound,
+                            lambda: op.lambda_max, self.__class__.__name__,
+                            stacklevel=5)
         return op
 
     def __repr__(self) -> str:
@@ -428,5 +501,7 @@ class DiffConv(MessagePassing):
             args += f', normalize={self.normalize!r}'
         if self.learnable_step:
             args += ', learnable_step=True'
+        if self.scheme != 'explicit':
+            args += f', scheme={self.scheme!r}'
         return f'{self.__class__.__name__}({args})'
 

@@ -24,6 +24,12 @@ its diagonal folded in, so that every step is a single sparse-dense product.
   peak memory does not grow with :math:`K`; and :func:`diffuse_reference`.
   Being a custom op, :func:`diffuse` is opaque to :func:`torch.compile`,
   which does not support sparse tensors itself.
+* :mod:`~.uncached`: :func:`diffuse_edges`, the same fused steps on an
+  operator built for one call as an edge list of static shape, which
+  :func:`torch.compile` traces.
+* :mod:`~.implicit`: :func:`implicit_diffuse`, backward-Euler steps
+  :math:`(\mathbf{I} + \gamma\mathbf{L})\mathbf{X}' = \mathbf{X}` solved
+  by conjugate gradients, stable for every :math:`\gamma`.
 * :mod:`~.kernels`: the optional C++ CPU kernels and :func:`sparse_linear`.
 """
 from .dropout import draw_seed, dropout_mask, mask_bits
@@ -31,6 +37,8 @@ from .kernels import cpu_kernels, cpu_kernels_loaded, sparse_linear
 from .spectrum import check_stability, estimate_lambda_max, lambda_max_bound
 from .operator import DiffusionOperator, build_operator, operator_values
 from .fused import diffuse, diffuse_reference
+from .uncached import diffuse_edges
+from .implicit import implicit_diffuse, rw_sym_scale
 
 __all__ = [
     'DiffusionOperator',
@@ -41,6 +49,9 @@ __all__ = [
     'draw_seed',
     'diffuse',
     'diffuse_reference',
+    'diffuse_edges',
+    'implicit_diffuse',
+    'rw_sym_scale',
     'estimate_lambda_max',
     'lambda_max_bound',
     'check_stability',

@@ -46,7 +46,7 @@ iteration is saved.
 """
 import math
 import warnings
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -58,7 +58,7 @@ from torch_geometric_diff.nn.diffusion.dropout import (
 )
 from torch_geometric_diff.nn.diffusion.operator import DiffusionOperator, _csr
 
-__all__ = ['implicit_diffuse', 'rw_sym_scale']
+__all__ = ['implicit_diffuse', 'rw_sym_scale', 'conjugate_gradient']
 
 
 def rw_sym_scale(row: Tensor, weight: Tensor, num_nodes: int,
@@ -74,6 +74,39 @@ def rw_sym_scale(row: Tensor, weight: Tensor, num_nodes: int,
     if add_self_loops:
         deg = deg + 1.0
     return deg.clamp_min(0).sqrt().masked_fill(deg <= 0, 1.0)
+
+
+def conjugate_gradient(matvec: Callable[[Tensor], Tensor], b: Tensor,
+                       tol: float, max_iter: int) -> Tuple[Tensor, int, float]:
+    r"""Solves :math:`\mathbf{A}\mathbf{X} = \mathbf{B}` for a symmetric
+    positive definite :math:`\mathbf{A}`, given by :obj:`matvec`, by
+    conjugate gradients on every column of :obj:`b` at once, starting from
+    :obj:`b`, until :math:`\|\mathbf{r}\| \leq \mathrm{tol}\,
+    \|\mathbf{b}\|` per column (converged columns stop moving) or
+    :obj:`max_iter` iterations. Returns the solution, the iterations run and
+    the largest final relative residual."""
+    x = b.clone()
+    r = b - matvec(x)
+    p = r.clone()
+    rr = (r * r).sum(0)
+    bb = (b * b).sum(0).clamp_min(torch.finfo(b.dtype).tiny)
+    stop = tol * tol * bb
+    it = 0
+    while it < max_iter:
+        active = rr > stop
+        if not bool(active.any()):
+            break
+        ap = matvec(p)
+        pap = (p * ap).sum(0)
+        alpha = torch.where(active, rr / torch.where(active, pap, 1.), 0.)
+        x.add_(alpha * p)
+        r.sub_(alpha * ap)
+        rr_new = (r * r).sum(0)
+        beta = torch.where(active, rr_new / torch.where(active, rr, 1.), 0.)
+        p.mul_(beta).add_(r)
+        rr = rr_new
+        it += 1
+    return x, it, float((rr / bb).max().sqrt()) if rr.numel() else 0.0
 
 
 class _Solver:
@@ -106,32 +139,9 @@ class _Solver:
         return self.cg(t * b) / t
 
     def cg(self, b: Tensor) -> Tensor:
-        r"""CG on every column of :obj:`b` from :obj:`b`, until
-        :math:`\|\mathbf{r}\| \leq \mathrm{tol}\,\|\mathbf{b}\|` per column
-        (converged columns stop moving) or :obj:`max_iter` iterations."""
-        x = b.clone()
-        r = b - self.matvec(x)
-        p = r.clone()
-        rr = (r * r).sum(0)
-        bb = (b * b).sum(0).clamp_min(torch.finfo(b.dtype).tiny)
-        stop = self.tol * self.tol * bb
-        it = 0
-        while it < self.max_iter:
-            active = rr > stop
-            if not bool(active.any()):
-                break
-            ap = self.matvec(p)
-            pap = (p * ap).sum(0)
-            alpha = torch.where(active, rr / torch.where(active, pap, 1.), 0.)
-            x.add_(alpha * p)
-            r.sub_(alpha * ap)
-            rr_new = (r * r).sum(0)
-            beta = torch.where(active, rr_new / torch.where(active, rr, 1.),
-                               0.)
-            p.mul_(beta).add_(r)
-            rr = rr_new
-            it += 1
-        self.log.append((it, float((rr / bb).max().sqrt())))
+        x, it, res = conjugate_gradient(self.matvec, b, self.tol,
+                                        self.max_iter)
+        self.log.append((it, res))
         return x
 
     def drop(self, h: Tensor, k: int) -> Tensor:

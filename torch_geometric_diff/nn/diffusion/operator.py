@@ -26,6 +26,7 @@ from torch_geometric_diff.nn.diffusion.spectrum import (
 )
 
 __all__ = [
+    'accumulation_dtype',
     'DiffusionOperator',
     'EdgeOperator',
     'build_operator',
@@ -34,6 +35,14 @@ __all__ = [
     'graph_entries',
     'operator_values',
 ]
+
+
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    r"""The dtype in which the operator is built and the steps run for node
+    features of :obj:`dtype`: :obj:`torch.float32` for half precision
+    (:obj:`float16`, :obj:`bfloat16`), else :obj:`dtype` itself."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) \
+        else dtype
 
 
 def operator_values(ival: Tensor, lval: Tensor, gamma: Tensor,
@@ -89,9 +98,8 @@ class DiffusionOperator:
     @property
     def lambda_max(self) -> float:
         r"""An estimate of :math:`\lambda_{\max}(\mathbf{L})` from below,
-        by Lanczos (see
-        :func:`~torch_geometric_diff.nn.diffusion.spectrum.estimate_lambda_max`),
-        computed on first access."""
+        by Lanczos (see :func:`~.spectrum.estimate_lambda_max`), computed on
+        first access."""
         if self._lambda_max is None:
             self._lambda_max = estimate_lambda_max(self)
         return self._lambda_max

@@ -1,3 +1,4 @@
+import warnings
 from functools import partial
 from typing import Any, Callable, Dict, Optional, Union
 
@@ -15,6 +16,10 @@ from torch_geometric_diff.loader.inference import (
     place_operator,
 )
 from torch_geometric_diff.nn.conv import DiffConv
+from torch_geometric_diff.nn.diffusion.implicit import (
+    _checked_scale,
+    conjugate_gradient,
+)
 from torch_geometric_diff.nn.diffusion.kernels import sparse_linear
 
 # nodewise(fn, h): applies the row-wise map fn to the node states h.
@@ -47,8 +52,11 @@ class DiffResNetGNN(torch.nn.Module):
     cached) once. When dropout is inactive (evaluation mode, or
     :obj:`dropout=0`), the last diffusion and the output layer commute,
     because :math:`\mathbf{M}` acts on rows and :math:`\mathbf{M}\mathbf{1} =
-    \mathbf{1}`: the model then projects to :math:`C` channels first and
-    diffuses those, which gives the same output at a fraction of the cost.
+    \mathbf{1}` (as do the implicit steps: :math:`(\mathbf{I} +
+    \gamma\mathbf{L})^{-1}\mathbf{1} = \mathbf{1}`, since
+    :math:`\mathbf{L}\mathbf{1} = \mathbf{0}`): the model then projects to
+    :math:`C` channels first and diffuses those, which gives the same output
+    at a fraction of the cost.
     :meth:`inference` computes the same output layer by layer, for graphs
     that do not fit a device.
 
@@ -82,7 +90,9 @@ class DiffResNetGNN(torch.nn.Module):
             (default: :obj:`None`)
         **kwargs (optional): Further arguments of :class:`DiffConv`, such as
             :obj:`normalize`, :obj:`add_self_loops`, :obj:`cached`,
-            :obj:`learnable_step` and :obj:`engine`.
+            :obj:`learnable_step`, :obj:`engine`, and :obj:`scheme`
+            (:obj:`"explicit"` or :obj:`"implicit"`, with :obj:`tol` and
+            :obj:`max_iter`).
 
     Shapes:
         - **input:**
@@ -244,7 +254,12 @@ class DiffResNetGNN(torch.nn.Module):
         op = self.conv.build_operator(edge_index.cpu(), num_nodes,
                                       edge_weight, self.lin_out.weight.dtype)
         matrix = op.matrix(self.conv.gamma.detach().cpu())
-        return place_operator(matrix, device, operator_device, max_block_nnz)
+        operator = place_operator(matrix, device, operator_device,
+                                  max_block_nnz)
+        if self.conv.scheme == 'implicit':  # CG needs the symmetric form.
+            operator.sym_scale = _checked_scale(op, op.sym_scale,
+                                                op.lval.dtype)
+        return operator
 
     @torch.no_grad()
     def inference(
@@ -325,6 +340,9 @@ class DiffResNetGNN(torch.nn.Module):
             return apply_in_chunks(fn, h, chunk_size, device, states)
 
         def diffuse(h: Tensor) -> Tensor:
+            if self.conv.scheme == 'implicit':
+                return self._implicit_power(operator, h, device,
+                                            channel_chunk)
             return operator.power(h, num_steps, device, channel_chunk)
 
         was_training = self.training
@@ -333,6 +351,50 @@ class DiffResNetGNN(torch.nn.Module):
             return self._layers(x, nodewise, diffuse)
         finally:
             self.train(was_training)
+
+    def _implicit_power(self, operator: BlockedOperator, h: Tensor,
+                        device: torch.device,
+                        channel_chunk: Optional[int]) -> Tensor:
+        # K implicit steps with M = I - gamma L held blocked: each step
+        # solves (I + gamma L) y = h, that is (2 I - M) y = h, by CG in the
+        # symmetric coordinates s * y when M is not symmetric.
+        conv = self.conv
+        residuals = []
+
+        def solve(part: Tensor) -> Tensor:
+            s = operator.sym_scale
+            if s is not None:
+                s = s.to(part.device, part.dtype).view(-1, 1)
+
+            def matvec(u: Tensor) -> Tensor:
+                if s is None:
+                    return 2 * u - operator.matmul(u)
+                v = u / s
+                return s * (2 * v - operator.matmul(v))
+
+            for _ in range(conv.num_steps):
+                b = part if s is None else part * s
+                y, _, res = conjugate_gradient(matvec, b, conv.tol,
+                                               conv.max_iter)
+                residuals.append(res)
+                part = y if s is None else y / s
+            return part
+
+        if channel_chunk is None:
+            out = solve(h)
+        else:
+            out = torch.empty_like(h)
+            for c in range(0, h.size(1), channel_chunk):
+                part = solve(h[:, c:c + channel_chunk].to(device))
+                out[:, c:c + channel_chunk] = part.to(out.device)
+        worst = max(residuals, default=0.0)
+        if not worst <= conv.tol:
+            warnings.warn(
+                f"DiffResNetGNN.inference: conjugate gradients did not "
+                f"converge within max_iter={conv.max_iter} iterations (final "
+                f"relative residual {worst:.3e} > tol={conv.tol:g})",
+                RuntimeWarning, stacklevel=4)
+        return out
 
     def __repr__(self) -> str:
         hidden = f', hidden_channels={self.hidden_channels}' \
