@@ -13,7 +13,10 @@ habits that break unattended runs:
 :func:`load_ogb_node_dataset` checks the folder first, downloads (if needed)
 without prompting, and constructs the unmodified OGB class inside a scoped
 :func:`torch.serialization.safe_globals` context. Nothing in :mod:`ogb` is
-patched.
+patched. A processed file left empty or incomplete by a killed run is
+processed again; raw files that are truncated, garbage or inconsistent (a
+short label file) raise
+:class:`~benchmarks.common.processing.CorruptDataError` naming the file.
 """
 import contextlib
 import os
@@ -22,9 +25,11 @@ import shutil
 import threading
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from benchmarks.common.processing import build_dataset
 from benchmarks.ogbn.synthetic import (
     ogb_dir_name,
     ogb_meta_dict,
@@ -157,6 +162,8 @@ def load_ogb_node_dataset(
     Raises:
         OGBDataUnavailableError: If the dataset is missing and cannot be
             downloaded, or its folder lacks the ``RELEASE_v*.txt`` file.
+        CorruptDataError: If a raw or split file cannot be processed (the
+            message names it).
     """
     from ogb.nodeproppred import PygNodePropPredDataset
 
@@ -191,15 +198,84 @@ def load_ogb_node_dataset(
         _download(meta, osp.dirname(path) if meta_dict is not None else root,
                   path)
 
-    with ogb_safe_loading():
-        if meta_dict is None:
-            dataset = PygNodePropPredDataset(name, root, transform,
-                                             pre_transform)
-        else:
-            dataset = PygNodePropPredDataset(name, root, transform,
-                                             pre_transform, meta_dict)
-        split_idx = dataset.get_idx_split()
-    return dataset, split_idx
+    def make() -> Tuple[Any, Dict[str, Tensor]]:
+        with ogb_safe_loading():
+            if meta_dict is None:
+                dataset = PygNodePropPredDataset(name, root, transform,
+                                                 pre_transform)
+            else:
+                dataset = PygNodePropPredDataset(name, root, transform,
+                                                 pre_transform, meta_dict)
+            split_idx = dataset.get_idx_split()
+        _check_loaded(dataset[0], split_idx)
+        return dataset, split_idx
+
+    return build_dataset(make, osp.join(path, 'processed'),
+                         _csv_files(path), lambda: find_corrupt_ogb(path))
+
+
+def _check_loaded(data, split_idx: Dict[str, Tensor]) -> None:
+    # Short or inconsistent raw files load without an error in ogb.
+    n = data.num_nodes
+    for key in ('x', 'y'):
+        value = getattr(data, key, None)
+        if value is not None and value.size(0) != n:
+            raise ValueError(f"'{key}' has {value.size(0)} rows for {n} "
+                             f"nodes")
+    tensors = [data.edge_index] + list(split_idx.values())
+    if any(t.numel() and (int(t.min()) < 0 or int(t.max()) >= n)
+           for t in tensors):
+        raise ValueError(f'a node index outside [0, {n})')
+
+
+def _csv_files(path: str) -> List[str]:
+    # The gzipped CSV files ogb reads: raw/ and split/<type>/.
+    out = []
+    for sub in ('raw', 'split'):
+        for dirpath, _, files in sorted(os.walk(osp.join(path, sub))):
+            out += [osp.join(dirpath, f) for f in sorted(files)
+                    if f.endswith('.csv.gz')]
+    return out
+
+
+def _read_csv(path: str):
+    import pandas as pd
+    return pd.read_csv(path, compression='gzip', header=None).values
+
+
+def find_corrupt_ogb(path: str) -> Optional[str]:
+    r"""The first gzipped CSV file of the OGB dataset folder :obj:`path`
+    that cannot be read, or whose rows disagree with the node and edge
+    counts of ``num-node-list.csv.gz`` and ``num-edge-list.csv.gz``;
+    :obj:`None` if all agree."""
+    tables = {}
+    for file in _csv_files(path):
+        try:
+            tables[file] = _read_csv(file)
+        except Exception:  # gzip, zlib, pandas and EOF errors.
+            return file
+    raw = osp.join(path, 'raw')
+    nodes = tables.get(osp.join(raw, 'num-node-list.csv.gz'))
+    edges = tables.get(osp.join(raw, 'num-edge-list.csv.gz'))
+    if nodes is None or edges is None:
+        return None
+    n, e = int(nodes.sum()), int(edges.sum())
+
+    def bad_index(table) -> bool:  # Node indices: integers in [0, n).
+        return table.size > 0 and bool(
+            np.isnan(table).any() or table.min() < 0 or table.max() >= n)
+
+    for file, table in tables.items():
+        base = osp.basename(file)
+        if base == 'edge.csv.gz':
+            bad = table.shape[0] != e or bad_index(table)
+        elif file.startswith(raw) and base.startswith('node'):
+            bad = table.shape[0] != n
+        else:  # Counts (checked by their sums) and split indices.
+            bad = not file.startswith(raw) and bad_index(table)
+        if bad:
+            return file
+    return None
 
 
 def is_synthetic_ogb(name: str, root: str,

@@ -20,8 +20,9 @@ from torch_geometric.utils import (
 
 from benchmarks.common import NodeSplit, largest_connected_component
 from benchmarks.common.cli import UsageError, check_output_dir, is_writable
-from benchmarks.planetoid.cache import (CorruptDataError, build_dataset,
-                                        find_corrupt_raw, folder_lock, mirror)
+from benchmarks.common.processing import (CorruptDataError, build_dataset,
+                                          folder_lock)
+from benchmarks.planetoid.cache import find_corrupt_raw, mirror
 from benchmarks.planetoid.protocols import fixed_splits, random_protocol_splits
 
 # One row per dataset, all loaded through PyG's own classes.
