@@ -20,7 +20,6 @@ import sys
 if __name__ == '__main__':  # import `benchmarks` from the repository root
     sys.path[0] = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
-import argparse
 import os
 from typing import Optional, Sequence
 
