@@ -109,3 +109,21 @@ def test_validate_false_skips_the_value_checks():
         DiffConv(0.25, 2, validate=False)(x, torch.tensor([0, 1]))
     with pytest.raises(ValueError, match='validate'):
         DiffConv(validate='no')
+
+
+def test_compile_uncached_mini_batches_of_changing_size():
+    # Mini-batches change N and E: the compiled layer follows (with dynamic
+    # shapes after the first change) and never graph-breaks.
+    torch._dynamo.reset()
+    conv = DiffConv(0.25, 4, dropout=0.2)
+    compiled = torch.compile(conv, fullgraph=True, backend='aot_eager')
+    for n, e in [(30, 90), (41, 120), (57, 200)]:
+        gen = torch.Generator().manual_seed(n)
+        ei = torch.randint(0, n, (2, e), generator=gen)
+        x = torch.randn(n, 5, requires_grad=True)
+        torch.manual_seed(0)
+        out = compiled(x, ei)
+        torch.manual_seed(0)
+        assert torch.allclose(out, conv(x, ei), atol=1e-6)
+        out.sum().backward()
+        assert torch.isfinite(x.grad).all()
