@@ -108,19 +108,13 @@ def dropout_mask(seed: int, step: int, shape: Tuple[int, ...], p: float,
     SplitMix64 stream :math:`\mathrm{mix}(s_k + \lfloor e b / 64 \rfloor
     \cdot \phi)` with :math:`s_k = \mathrm{mix}(\mathrm{seed} \oplus
     \mathrm{mix}(k))`; it is kept iff those bits, read as a signed integer,
-    are at least :math:`t = -2^{b-1} + p \, 2^b`. On CUDA, the
-    mask is one :meth:`~torch.Tensor.bernoulli_` launch of a Philox generator
-    seeded with :math:`s_k`, which is cheaper there than eleven integer
-    kernels. The same ``(seed, step)`` gives the same mask on the same kind
-    of device. With :obj:`out`, the mask is written there.
+    are at least :math:`t = -2^{b-1} + p \, 2^b`. The same
+    ``(seed, step)`` gives the same mask on every device, so that the CUDA
+    graphs of :mod:`~torch_geometric_diff.nn.diffusion.graphs`, which derive
+    :math:`s_k` on the device, draw the masks of this function. With
+    :obj:`out`, the mask is written there.
     """
     s_k = _mix_int(seed ^ _mix_int(step + 1))
-    if device.type == 'cuda':  # One Philox launch per mask.
-        gen = torch.Generator(device=device)
-        gen.manual_seed(s_k & ((1 << 63) - 1))
-        if out is None:
-            out = torch.empty(shape, device=device, dtype=dtype)
-        return out.bernoulli_(1.0 - p, generator=gen)
     numel = math.prod(shape)
     bits = mask_bits(p)
     words = (numel * bits + 63) // 64

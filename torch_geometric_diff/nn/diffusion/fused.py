@@ -21,6 +21,7 @@ from torch_geometric_diff.nn.diffusion.dropout import (
     mask_bits,
     mask_threshold,
 )
+from torch_geometric_diff.nn.diffusion.graphs import run_steps
 from torch_geometric_diff.nn.diffusion.kernels import cpu_kernels
 from torch_geometric_diff.nn.diffusion.operator import (
     DiffusionOperator,
@@ -41,10 +42,13 @@ def _apply_steps(h: Tensor, M: Tensor, steps, p: float, seed: int,
     into two ping-pong buffers and one mask buffer: no allocation per step,
     and the input :obj:`h` is never written. On CPU, the C++ kernels of
     :mod:`~torch_geometric_diff.nn.diffusion.kernels` do the same in one pass
-    per step when they are available. On CUDA the products allocate
-    from the caching allocator instead, since cuSPARSE would first scale an
-    ``out=`` tensor by zero: two extra kernels per step."""
+    per step when they are available. On CUDA,
+    :func:`~torch_geometric_diff.nn.diffusion.graphs.run_steps` replays the
+    steps as one CUDA graph once an operator has been seen twice (eagerly
+    before, and with ``TGD_CUDA_GRAPHS=0``), with the same masks."""
     steps = list(steps)
+    if h.device.type == 'cuda' and steps:
+        return run_steps(h, M, steps, p, seed, transpose)
     if h.device.type == 'cpu' and steps and M.crow_indices().dtype == \
             torch.int64 and h.dtype in (torch.float32, torch.float64):
         ext = cpu_kernels()
