@@ -121,6 +121,26 @@ class ClusterBatches:
             seed=settings.seed, num_replicas=dist.world_size,
             rank=dist.rank)
         self.operator: Optional[BlockedOperator] = None
+        # With one part per mini-batch, every epoch visits the same
+        # subgraphs (in a new order): the graph input of each (diffresnet:
+        # its operator M, built once) is kept across epochs.
+        self.graphs: Optional[Dict[int, Any]] = (
+            {} if settings.parts_per_batch == 1 else None)
+
+    def graph(self, model: torch.nn.Module, batch: Data) -> Any:
+        r"""The graph argument of :obj:`model` for :obj:`batch`."""
+        key = int(batch.part_id[0]) if self.graphs is not None else None
+        if key in (self.graphs or {}):
+            return self.graphs[key]
+        if self.name == 'diffresnet':
+            conv = getattr(model, 'module', model).conv  # DDP wraps it.
+            graph = conv.build_operator(batch.edge_index, batch.num_nodes,
+                                        dtype=batch.x.dtype)
+        else:
+            graph = graph_input(self.name, batch.edge_index, batch.num_nodes)
+        if key is not None:
+            self.graphs[key] = graph
+        return graph
 
     def train_epoch(self, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, epoch: int) -> float:
@@ -130,9 +150,7 @@ class ClusterBatches:
         for batch in self.loader:
             batch = batch.to(self.device)
             optimizer.zero_grad()
-            out = apply(model, batch.x, graph_input(self.name,
-                                                    batch.edge_index,
-                                                    batch.num_nodes))
+            out = apply(model, batch.x, self.graph(model, batch))
             mask = batch.train_mask
             if bool(mask.any()):
                 loss = F.cross_entropy(out[mask], batch.y[mask])

@@ -167,8 +167,9 @@ class GraphPartition:
 
     def subgraph(self, parts: Tensor) -> Data:
         r"""The subgraph induced by the nodes of :obj:`parts`: a
-        :class:`~torch_geometric.data.Data` with local ``edge_index`` and
-        ``n_id`` (the original id of every local node)."""
+        :class:`~torch_geometric.data.Data` with local ``edge_index``,
+        ``n_id`` (the original id of every local node) and ``part_id`` (the
+        parts it holds)."""
         parts = torch.as_tensor(parts, dtype=torch.long).view(-1)
         nodes = _ranges(self.partptr[parts], self.partptr[parts + 1])
         edges = _ranges(self.rowptr[self.partptr[parts]],
@@ -182,7 +183,7 @@ class GraphPartition:
                                   self._local[col[keep]]])
         self._local[nodes] = -1
         return Data(edge_index=edge_index, n_id=self.perm[nodes],
-                    num_nodes=nodes.numel())
+                    part_id=parts, num_nodes=nodes.numel())
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(num_nodes={self.num_nodes}, '

@@ -198,7 +198,9 @@ class DiffConv(MessagePassing):
         - **input:**
           node features :math:`(|\mathcal{V}|, F)`,
           edge indices :math:`(2, |\mathcal{E}|)`
-          or sparse matrix :math:`(|\mathcal{V}|, |\mathcal{V}|)`,
+          or sparse matrix :math:`(|\mathcal{V}|, |\mathcal{V}|)`
+          or an operator from :meth:`build_operator` (built once per fixed
+          mini-batch graph and reused across epochs),
           edge weights :math:`(|\mathcal{E}|)` *(optional)*
         - **output:** node features :math:`(|\mathcal{V}|, F)`, or
           :math:`(K + 1, |\mathcal{V}|, F)` with :obj:`return_all=True`
@@ -357,6 +359,11 @@ class DiffConv(MessagePassing):
         p = self.dropout if self.training else 0.0
         plain = return_all or self.engine == 'autograd' or self.explain
         op = self._cached_op
+        if isinstance(edge_index, DiffusionOperator):  # Built beforehand.
+            if edge_weight is not None:
+                raise ValueError("'edge_weight' must be None with a prebuilt "
+                                 "operator: its weights are built in")
+            op = edge_index
         if op is None:
             row, col, weight = graph_entries(edge_index, n, edge_weight,
                                              x.dtype, self.flow,
@@ -368,9 +375,11 @@ class DiffConv(MessagePassing):
             if self.cached:
                 self._cached_op = op
         elif op.num_nodes != n:
-            raise ValueError(f"The cached operator has {op.num_nodes} nodes "
-                             f"but 'x' has {n} rows (call "
-                             f"'reset_parameters()' to rebuild it)")
+            what = ("cached operator" if op is self._cached_op else
+                    "operator")
+            raise ValueError(f"The {what} has {op.num_nodes} nodes but 'x' "
+                             f"has {n} rows (a cached one is rebuilt after "
+                             f"'reset_parameters()')")
 
         if self.scheme == 'implicit':
             out = self._implicit(x, op, p, plain)
