@@ -92,15 +92,13 @@ class DiffConv(MessagePassing):
 
     stable for every :math:`\gamma > 0` (no stability warning applies), so a
     few large steps diffuse far: it fits when strong diffusion is wanted or
-    :math:`2 / \lambda_{\max}` is small, the explicit scheme when the stable
-    step already diffuses enough in :math:`K` steps. Each step is a
-    conjugate-gradient solve,
-    batched over channels, to the relative residual :obj:`tol` in at most
-    :obj:`max_iter` iterations: :math:`O(\sqrt{1 + \gamma\lambda_{\max}}
-    \log(1/\mathrm{tol}))` sparse products per step
-    (:attr:`last_cg_iterations` logs them);
-    the backward pass is one more solve per step, with flat memory (see
-    :func:`~torch_geometric_diff.nn.diffusion.implicit_diffuse`). With
+    :math:`2 / \lambda_{\max}` is small. Each step is a conjugate-gradient
+    solve, batched over channels, to the relative residual :obj:`tol` in at
+    most :obj:`max_iter` iterations (:attr:`last_cg_iterations` logs them):
+    :math:`O(\sqrt{1 + \gamma\lambda_{\max}} \log(1/\mathrm{tol}))`
+    sparse products; the backward pass is one more solve per step, with flat
+    memory (see :func:`~torch_geometric_diff.nn.diffusion.implicit_diffuse`).
+    With
     :obj:`normalize="rw"`, where :math:`\mathbf{L} = \mathbf{I} -
     \hat{\mathbf{A}}`, one step is :math:`\frac{1}{1+\gamma}(\mathbf{I} -
     \frac{\gamma}{1+\gamma}\hat{\mathbf{A}})^{-1}\mathbf{X}`: APPNP's
@@ -111,12 +109,10 @@ class DiffConv(MessagePassing):
     :obj:`return_all`, explain mode and gradients w.r.t.
     :obj:`edge_weight` need the explicit scheme.
 
-    The operator and the node states are kept in the
-    :func:`~.operator.accumulation_dtype` of :obj:`x`: :obj:`float32` for
-    :obj:`float16` and :obj:`bfloat16` features (autocast is switched off
-    inside the layer), else :obj:`x`'s own dtype, never that of
-    :obj:`edge_weight`. The output is cast back to :obj:`x`'s dtype, so half
-    precision input gives the float32 result rounded once.
+    Operator and states are :obj:`float32` for :obj:`float16` and
+    :obj:`bfloat16` features (autocast is off inside the layer), else in
+    :obj:`x`'s dtype, never :obj:`edge_weight`'s; the output is cast back,
+    so half precision gives the float32 result rounded once.
 
     Without a cache (mini-batches, batches of graphs), each call builds the
     operator as an edge list of static shape and runs the steps as one
