@@ -42,6 +42,10 @@ def _number(name: str, value, integer: bool, ok, what: str):
     return int(value) if integer else float(value)
 
 
+def _inverse_softplus(g: float) -> float:
+    return g + math.log(-math.expm1(-g))
+
+
 class DiffConv(MessagePassing):
     r"""The diffusion layer from the `"Diffusion Mechanism in Residual Neural
     Network: Theory and Applications" <https://arxiv.org/abs/2105.03155>`_
@@ -273,9 +277,9 @@ class DiffConv(MessagePassing):
 
     def _set_step_param(self) -> None:
         if self.step_param is not None:
-            with torch.no_grad():  # Inverse softplus.
-                g = self.initial_step_size
-                self.step_param.fill_(g + math.log(-math.expm1(-g)))
+            with torch.no_grad():
+                self.step_param.fill_(
+                    _inverse_softplus(self.initial_step_size))
 
     @property
     def gamma(self) -> Tensor:
@@ -295,9 +299,15 @@ class DiffConv(MessagePassing):
 
     @step_size.setter
     def step_size(self, value: float) -> None:
-        self.initial_step_size = _number(
-            'step_size', value, False, lambda v: 0 < v < math.inf,
-            'a finite number > 0')
+        value = _number('step_size', value, False,
+                        lambda v: 0 < v < math.inf, 'a finite number > 0')
+        if self.step_param is not None and not float(F.softplus(
+                torch.tensor(_inverse_softplus(value),
+                             dtype=self.step_param.dtype))) > 0:
+            raise ValueError(f"'step_size' {value!r} is too small to learn: "
+                             f"softplus of its {self.step_param.dtype} "
+                             f"parameter underflows to 0")
+        self.initial_step_size = value
         self._set_step_param()
         op = self._cached_op
         if op is not None and self.scheme == 'explicit':

@@ -295,6 +295,17 @@ def graph_entries(
     Raises :class:`ValueError` naming the argument on bad input."""
     if flow not in ('source_to_target', 'target_to_source'):
         raise ValueError(f"Unknown 'flow' {flow!r}")
+    if edge_weight is not None and not isinstance(edge_weight, Tensor):
+        raise TypeError(f"'edge_weight' must be a tensor or None (got "
+                        f"{type(edge_weight).__name__})")
+    for name, t in (('edge_index', edge_index), ('edge_weight', edge_weight)):
+        if isinstance(t, Tensor) and t.device.type == 'meta':
+            raise ValueError(f"'{name}' is on the meta device, which holds "
+                             f"no values to diffuse over")
+    if isinstance(edge_index, Tensor) and edge_weight is not None \
+            and edge_weight.device != edge_index.device:
+        raise ValueError(f"'edge_weight' is on {edge_weight.device} but "
+                         f"'edge_index' on {edge_index.device}")
     if flow == 'target_to_source' and is_sparse(edge_index):
         raise ValueError("Flow direction 'target_to_source' is invalid for "
                          "a sparse adjacency, which is read as adj_t (rows "
