@@ -127,3 +127,14 @@ def draw_seed() -> Tensor:
     r"""One dropout seed from PyTorch's global generator (so
     :func:`torch.manual_seed` makes runs reproducible)."""
     return torch.randint(0, 2**62, (1, ), dtype=torch.int64)
+
+
+def resolve_seed(seed: Optional[Tensor], dropout: float) -> Tensor:
+    r""":obj:`seed` if given; else a new seed from :func:`draw_seed` when
+    :obj:`dropout` is active, and a zero seed (no masks are drawn) when it
+    is not."""
+    if seed is not None:
+        return seed
+    if dropout > 0:
+        return draw_seed()
+    return torch.zeros(1, dtype=torch.int64)

@@ -20,6 +20,7 @@ from torch_geometric_diff.nn.diffusion.dropout import (
     dropout_scale,
     mask_bits,
     mask_threshold,
+    resolve_seed,
 )
 from torch_geometric_diff.nn.diffusion.graphs import run_steps
 from torch_geometric_diff.nn.diffusion.kernels import cpu_kernels
@@ -220,10 +221,7 @@ def diffuse(x: Tensor, op: DiffusionOperator, gamma: Tensor, num_steps: int,
     """
     if num_steps == 0:
         return x
-    if dropout > 0 and seed is None:
-        seed = draw_seed()
-    if seed is None:
-        seed = torch.zeros(1, dtype=torch.int64)
+    seed = resolve_seed(seed, dropout)
     dtype = x.dtype
     return _diffuse_op(x.contiguous(), op.crow, op.col, op.ival.to(dtype),
                        op.lval.to(dtype), gamma, op.crow_t, op.col_t,

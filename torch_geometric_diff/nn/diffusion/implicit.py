@@ -52,9 +52,9 @@ import torch
 from torch import Tensor
 
 from torch_geometric_diff.nn.diffusion.dropout import (
-    draw_seed,
     dropout_mask,
     dropout_scale,
+    resolve_seed,
 )
 from torch_geometric_diff.nn.diffusion.operator import DiffusionOperator, _csr
 
@@ -343,10 +343,7 @@ def implicit_diffuse(x: Tensor, op: DiffusionOperator, gamma: Tensor,
             stats.update(iterations=[], residual=[])
         return x
     scale = _checked_scale(op, sym_scale, x.dtype)
-    if dropout > 0 and seed is None:
-        seed = draw_seed()
-    if seed is None:
-        seed = torch.zeros(1, dtype=torch.int64)
+    seed = resolve_seed(seed, dropout)
     out, info = _implicit_op(x.contiguous(), op.crow, op.col,
                              op.lval.to(x.dtype), gamma, scale, num_steps,
                              float(dropout), seed, float(tol), int(max_iter))

@@ -14,7 +14,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from torch_geometric_diff.nn.diffusion.dropout import draw_seed
+from torch_geometric_diff.nn.diffusion.dropout import resolve_seed
 from torch_geometric_diff.nn.diffusion.fused import _backward_steps, _forward
 from torch_geometric_diff.nn.diffusion.operator import (
     EdgeOperator,
@@ -87,10 +87,7 @@ def diffuse_edges(x: Tensor, eo: EdgeOperator, gamma: Tensor, num_steps: int,
     """
     if num_steps == 0:
         return x
-    if dropout > 0 and seed is None:
-        seed = draw_seed()
-    if seed is None:
-        seed = torch.zeros(1, dtype=torch.int64)
+    seed = resolve_seed(seed, dropout)
     dtype = x.dtype
     return _edges_op(x.contiguous(), eo.target, eo.source,
                      eo.ival.detach().to(dtype), eo.lval.detach().to(dtype),
