@@ -436,7 +436,8 @@ class DiffConv(MessagePassing):
         eo = edge_operator(row, col, weight, n, self.normalize,
                            self.add_self_loops)
         if not torch.compiler.is_compiling():
-            bound = lambda_max_bound(eo.target, eo.source, eo.lval, n)
+            bound = lambda_max_bound(eo.target, eo.source, eo.lval, n,
+                                     stop_below=2.0 / self.step_size)
             check_stability(
                 self.step_size, float(bound),
                 lambda: build_operator(row, col, weight, n, self.normalize,

@@ -146,7 +146,8 @@ def _silence_csr_notices() -> None:
 _silence_csr_notices()
 
 
-def _compress(row: Tensor, n: int) -> Tensor:
+def compress_rows(row: Tensor, n: int) -> Tensor:
+    r"""The CSR row pointer of the sorted row indices :obj:`row`."""
     crow = row.new_zeros(n + 1)
     torch.cumsum(torch.bincount(row, minlength=n), 0, out=crow[1:])
     return crow
@@ -226,7 +227,7 @@ def coalesce_csr(target: Tensor, source: Tensor, ival: Tensor, lval: Tensor,
     ival = ival.new_zeros(key.numel()).index_add_(0, inv, ival.detach())
     lval = lval.new_zeros(key.numel()).index_add_(0, inv, lval.detach())
     crow_row, ccol = key // n, key % n
-    crow = _compress(crow_row, n)
+    crow = compress_rows(crow_row, n)
     if not transpose:
         return crow, ccol, ival, lval, None, None, None
 
@@ -234,7 +235,7 @@ def coalesce_csr(target: Tensor, source: Tensor, ival: Tensor, lval: Tensor,
     perm_t = torch.argsort(key_t)
     if torch.equal(key_t[perm_t], key) and torch.equal(lval[perm_t], lval):
         return crow, ccol, ival, lval, None, None, None
-    return (crow, ccol, ival, lval, _compress(ccol[perm_t], n),
+    return (crow, ccol, ival, lval, compress_rows(ccol[perm_t], n),
             crow_row[perm_t], perm_t)
 
 

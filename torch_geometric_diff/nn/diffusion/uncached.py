@@ -19,6 +19,7 @@ from torch_geometric_diff.nn.diffusion.fused import _backward_steps, _forward
 from torch_geometric_diff.nn.diffusion.operator import (
     EdgeOperator,
     coalesce_csr,
+    compress_rows,
 )
 
 __all__ = ['diffuse_edges']
@@ -29,9 +30,13 @@ __all__ = ['diffuse_edges']
 def _edges_op(x: Tensor, target: Tensor, source: Tensor, ival: Tensor,
               lval: Tensor, gamma: Tensor, num_steps: int, dropout: float,
               seed: Tensor) -> Tensor:
-    crow, col, iv, lv, _, _, _ = coalesce_csr(target, source, ival, lval,
-                                              x.size(0), transpose=False)
-    return _forward(x, crow, col, iv, lv, gamma, num_steps, dropout, seed)
+    # The forward steps need the rows of M grouped, not merged: duplicate
+    # entries of a row add up in the product, so one stable sort by target
+    # replaces coalescing.
+    perm = torch.sort(target, stable=True)[1]
+    crow = compress_rows(target[perm], x.size(0))
+    return _forward(x, crow, source[perm], ival[perm], lval[perm], gamma,
+                    num_steps, dropout, seed)
 
 
 @_edges_op.register_fake
