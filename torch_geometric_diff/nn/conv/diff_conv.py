@@ -1,5 +1,4 @@
 import math
-import numbers
 import warnings
 from typing import List, Optional
 
@@ -19,8 +18,10 @@ from torch_geometric_diff.nn.diffusion.operator import (
     DiffusionOperator,
     accumulation_dtype,
     build_operator,
+    check_number,
     edge_operator,
     graph_entries,
+    node_features,
 )
 from torch_geometric_diff.nn.diffusion.spectrum import (
     check_stability,
@@ -31,15 +32,6 @@ from torch_geometric_diff.nn.diffusion.uncached import diffuse_edges
 NORMALIZATIONS = ('sym', 'rw', None)
 ENGINES = ('fused', 'autograd')
 SCHEMES = ('explicit', 'implicit')
-
-
-def _number(name: str, value, integer: bool, ok, what: str):
-    # Python and numpy scalars; bool is not a number here.
-    kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind) \
-            or not ok(value):
-        raise ValueError(f"'{name}' must be {what} (got {value!r})")
-    return int(value) if integer else float(value)
 
 
 def _inverse_softplus(g: float) -> float:
@@ -120,21 +112,16 @@ class DiffConv(MessagePassing):
 
     Without a cache (mini-batches, batches of graphs), each call builds the
     operator as an edge list of static shape and runs the steps as one
-    custom op that merges duplicate entries inside; nothing is coalesced or
-    estimated in Python, so the layer compiles with
-    :obj:`torch.compile(fullgraph=True)` without graph breaks, cached or
-    not. Compiled code checks the graph with an asynchronous assertion and
-    skips the stability check below (run one eager call to see it).
+    custom op, so the layer compiles with :obj:`torch.compile(fullgraph=True)`
+    without graph breaks, cached or not; compiled code checks the graph with
+    an asynchronous assertion and skips the stability check.
 
     Explicit Euler is stable for :math:`\gamma\,\lambda_{\max}(\mathbf{L})
-    \le 2`. Whenever the operator is built, a cheap upper bound on
-    :math:`\lambda_{\max}` is computed (Gershgorin's theorem on a diagonal
-    scaling of :math:`\mathbf{L}`, a few sparse products); only when
-    :math:`\gamma` times the bound exceeds :math:`2` is
-    :math:`\lambda_{\max}` estimated by Lanczos, and a
-    :class:`RuntimeWarning` names the safe bound when :math:`\gamma` exceeds
-    it, with a margin of 0.5% (see
-    :mod:`~torch_geometric_diff.nn.diffusion.spectrum`).
+    \le 2`. Each built operator carries a cheap upper bound on
+    :math:`\lambda_{\max}` (Gershgorin on a diagonal scaling of
+    :math:`\mathbf{L}`); only past it is :math:`\lambda_{\max}` estimated by
+    Lanczos, and a :class:`RuntimeWarning` names the safe step, with a 0.5%
+    margin (see :mod:`~torch_geometric_diff.nn.diffusion.spectrum`).
 
     Args:
         step_size (float, optional): The step size :math:`\gamma > 0`.
@@ -188,11 +175,10 @@ class DiffConv(MessagePassing):
             :class:`~torch_geometric.nn.conv.GCNConv`; :obj:`aggr` must be
             :obj:`"add"`, since :math:`\mathbf{M}` defines the aggregation.
 
-    Diffusion needs a square operator on one node type: bipartite input
-    (:obj:`x` as a tuple, as :func:`~torch_geometric.nn.to_hetero` passes
-    for an edge type between two node types) raises a :class:`ValueError`.
-    Under :func:`~torch_geometric.nn.to_hetero`, edge types within one node
-    type work.
+    Diffusion needs a square operator on one node type: under
+    :func:`~torch_geometric.nn.to_hetero`, edge types within one node type
+    work, and bipartite input (:obj:`x` as a tuple) raises a
+    :class:`ValueError`.
 
     Shapes:
         - **input:**
@@ -247,9 +233,9 @@ class DiffConv(MessagePassing):
 
         self._cached_op = None
         self.scheme = scheme
-        self.tol = _number('tol', tol, False, lambda v: 0 < v < math.inf,
+        self.tol = check_number('tol', tol, False, lambda v: 0 < v < math.inf,
                            'a finite number > 0')
-        self.max_iter = _number('max_iter', max_iter, True, lambda v: v >= 1,
+        self.max_iter = check_number('max_iter', max_iter, True, lambda v: v >= 1,
                                 'an integer >= 1')
         #: The CG iterations of each implicit step of the last call.
         self.last_cg_iterations: Optional[List[int]] = None
@@ -299,7 +285,7 @@ class DiffConv(MessagePassing):
 
     @step_size.setter
     def step_size(self, value: float) -> None:
-        value = _number('step_size', value, False,
+        value = check_number('step_size', value, False,
                         lambda v: 0 < v < math.inf, 'a finite number > 0')
         if self.step_param is not None and not float(F.softplus(
                 torch.tensor(_inverse_softplus(value),
@@ -321,7 +307,7 @@ class DiffConv(MessagePassing):
 
     @num_steps.setter
     def num_steps(self, value: int) -> None:
-        self._num_steps = _number('num_steps', value, True, lambda v: v >= 0,
+        self._num_steps = check_number('num_steps', value, True, lambda v: v >= 0,
                                   'an integer >= 0')
 
     @property
@@ -331,26 +317,13 @@ class DiffConv(MessagePassing):
 
     @dropout.setter
     def dropout(self, value: float) -> None:
-        self._dropout = _number('dropout', value, False, lambda v: 0 <= v < 1,
+        self._dropout = check_number('dropout', value, False, lambda v: 0 <= v < 1,
                                 'in [0, 1)')
 
     def forward(self, x: Tensor, edge_index: Adj,
                 edge_weight: OptTensor = None,
                 return_all: bool = False) -> Tensor:
-        if isinstance(x, (tuple, list)):
-            raise ValueError(
-                f"'{self.__class__.__name__}' needs a square operator on one "
-                f"node type, so bipartite input (x as a tuple, as to_hetero "
-                f"passes for an edge type between two node types) is not "
-                f"supported; use it on edge types within one node type")
-        if not isinstance(x, Tensor) or x.dim() != 2 \
-                or not x.is_floating_point():
-            raise ValueError(f"'x' must be a 2-D floating-point tensor of "
-                             f"node features (got "
-                             f"{getattr(x, 'dtype', type(x))} of shape "
-                             f"{tuple(getattr(x, 'shape', ()))})")
-        if x.layout != torch.strided:
-            x = x.to_dense()
+        x = node_features(x, self.__class__.__name__)
         if torch.is_autocast_enabled(x.device.type):
             # The steps accumulate in float32 whatever autocast would pick.
             with torch.autocast(x.device.type, enabled=False):

@@ -9,6 +9,7 @@ holds the identity and the Laplacian
 \hat{\mathbf{A}}` on one sparsity pattern; :func:`operator_values` is the
 one place where the values of :math:`\mathbf{M}` are assembled from them.
 """
+import numbers
 import warnings
 from dataclasses import dataclass
 from typing import NamedTuple, Optional, Tuple
@@ -268,6 +269,35 @@ def build_operator(row: Tensor, col: Tensor, weight: Tensor, num_nodes: int,
 
 
 # Graph input validation ######################################################
+
+
+def check_number(name: str, value, integer: bool, ok, what: str):
+    r"""Returns :obj:`value` as an :obj:`int` or :obj:`float` if it is a
+    Python or numpy number (not :obj:`bool`) for which :obj:`ok(value)`
+    holds, else raises :class:`ValueError` naming :obj:`name`."""
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind) \
+            or not ok(value):
+        raise ValueError(f"'{name}' must be {what} (got {value!r})")
+    return int(value) if integer else float(value)
+
+
+def node_features(x, owner: str) -> Tensor:
+    r"""Checks that :obj:`x` is a 2-D floating-point tensor of node features
+    (a sparse one is made dense) on one node type; :obj:`owner` names the
+    layer in the message."""
+    if isinstance(x, (tuple, list)):
+        raise ValueError(
+            f"'{owner}' needs a square operator on one node type, so "
+            f"bipartite input (x as a tuple, as to_hetero passes for an edge "
+            f"type between two node types) is not supported; use it on edge "
+            f"types within one node type")
+    if not isinstance(x, Tensor) or x.dim() != 2 \
+            or not x.is_floating_point():
+        raise ValueError(f"'x' must be a 2-D floating-point tensor of node "
+                         f"features (got {getattr(x, 'dtype', type(x))} of "
+                         f"shape {tuple(getattr(x, 'shape', ()))})")
+    return x.to_dense() if x.layout != torch.strided else x
 
 
 def graph_entries(
