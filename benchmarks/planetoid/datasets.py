@@ -4,6 +4,7 @@ cache), and the preprocessing every model shares."""
 import copy
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -312,6 +313,8 @@ def preprocess(data, spec: DatasetSpec, protocol: str, num_splits: int,
         x = x / x.sum(dim=1, keepdim=True).clamp(min=1e-12)
     n = y.numel()
     xs = x.to_sparse_csr() if spec.bow else x
-    adj_t = to_torch_csr_tensor(edge_index, size=(n, n))
+    with warnings.catch_warnings():  # PyTorch's one-time sparse notices.
+        warnings.simplefilter('ignore', UserWarning)
+        adj_t = to_torch_csr_tensor(edge_index, size=(n, n))
     return Graph(xs, x, adj_t, edge_index, y, int(y.max()) + 1, node_index,
                  splits)
