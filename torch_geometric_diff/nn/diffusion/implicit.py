@@ -56,6 +56,7 @@ from torch_geometric_diff.nn.diffusion.dropout import (
     dropout_scale,
     resolve_seed,
 )
+from torch_geometric_diff.nn.diffusion.kernels import cpu_kernels
 from torch_geometric_diff.nn.diffusion.operator import DiffusionOperator, _csr
 
 __all__ = ['implicit_diffuse', 'rw_sym_scale', 'conjugate_gradient']
@@ -121,14 +122,35 @@ class _Solver:
                              f"implicit steps (got {self.gamma})")
         self.L = _csr(crow, col, lval, n)
         self.s = None if scale is None else scale.to(lval.dtype).view(-1, 1)
+        # I + gamma L in the symmetric coordinates, diagonal folded in, for
+        # one sparse product per CG iteration.
+        rows = torch.repeat_interleave(
+            torch.arange(n, device=crow.device), crow.diff())
+        vals = self.gamma * lval
+        if self.s is not None:
+            s = self.s.view(-1)
+            vals = vals * (s[rows] / s[col])
+        diag = rows == col
+        vals = vals + diag.to(vals.dtype)
+        # Every row holds its diagonal entry (build_operator keeps them all);
+        # otherwise the identity is added separately.
+        self.A = (crow, col, vals.contiguous(), bool(diag.sum() == n))
+        self.ext = (cpu_kernels() if crow.device.type == 'cpu'
+                    and crow.dtype == torch.int64 else None)
         self.p, self.seed, self.tol, self.max_iter = (dropout, int(seed), tol,
                                                       max_iter)
         self.log: List[Tuple[int, float]] = []  # (iterations, residual)
 
     def matvec(self, u: Tensor) -> Tensor:
-        if self.s is None:
-            return u + self.gamma * (self.L @ u)
-        return u + self.gamma * (self.s * (self.L @ (u / self.s)))
+        crow, col, vals, full_diagonal = self.A
+        if not full_diagonal:
+            if self.s is None:
+                return u + self.gamma * (self.L @ u)
+            return u + self.gamma * (self.s * (self.L @ (u / self.s)))
+        if self.ext is not None and u.dtype == vals.dtype and \
+                u.dtype in (torch.float32, torch.float64):
+            return self.ext.csr_mm(crow, col, vals, u.contiguous())
+        return _csr(crow, col, vals, u.size(0)) @ u
 
     def solve(self, b: Tensor, transpose: bool = False) -> Tensor:
         r""":math:`(\mathbf{I} + \gamma\mathbf{L})^{-1}\mathbf{B}`, or
