@@ -130,7 +130,7 @@ class ClusterBatches:
     def graph(self, model: torch.nn.Module, batch: Data) -> Any:
         r"""The graph argument of :obj:`model` for :obj:`batch`."""
         key = int(batch.part_id[0]) if self.graphs is not None else None
-        if key in (self.graphs or {}):
+        if key is not None and key in self.graphs:
             return self.graphs[key]
         if self.name == 'diffresnet':
             conv = getattr(model, 'module', model).conv  # DDP wraps it.
