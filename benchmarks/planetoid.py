@@ -15,10 +15,15 @@ Examples::
     python benchmarks/planetoid.py --dataset Cora --model diffresnet \
         --grid step_size=0.1,0.25 num_steps=10,20 --splits 10 --inits 2 \
         --root DIR --out grid.jsonl
+    python benchmarks/planetoid.py --dataset Cora --model diffresnet appnp \
+        --selected-from grid.jsonl --splits 40 --first-split 20 --inits 1 \
+        --root DIR --out fresh.jsonl
     python benchmarks/planetoid.py --summary cora.jsonl grid.jsonl
 
 Two processes (or machines) share one protocol with ``--shard 0/2`` and
 ``--shard 1/2``, each writing its own ``--out``; ``--summary`` reads both.
+``--selected-from`` runs the setting a grid selected (by validation accuracy
+only) on splits that grid never saw (``--first-split``).
 
 Every finished run is one line of ``--out`` (flushed and fsync-ed); rerunning
 the same command skips the finished runs. ``--summary`` prints mean ± std,
@@ -38,7 +43,7 @@ if __name__ == '__main__':  # import `benchmarks` from the repository root
 
 import argparse
 import os
-from typing import List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from benchmarks.common import JSONLResults, check_results_file
 from benchmarks.common.cli import (ArgumentParser, UsageError, check_device,
@@ -51,7 +56,8 @@ from benchmarks.planetoid.protocols import PROTOCOLS
 from benchmarks.planetoid.records import KEY_FIELDS
 from benchmarks.planetoid.runner import (HPARAM_TYPES, Plan, load_jobs,
                                          parse_grid, parse_shard, run_jobs)
-from benchmarks.planetoid.summary import run_summary
+from benchmarks.planetoid.summary import (dedupe, load_records, run_summary,
+                                          select_configs)
 
 HPARAM_HELP = {
     'num_steps': 'diffusion steps (diffresnet), propagation steps '
@@ -90,6 +96,15 @@ def get_parser() -> argparse.ArgumentParser:
                    help='run only the splits s with s %% N == I, so that N '
                    'processes (each with its own --out) share one protocol; '
                    '--summary merges their files')
+    p.add_argument('--first-split', type=nonnegative_int, default=0,
+                   metavar='S', help='run only splits S, S+1, ... of the '
+                   '--splits (same seeds as the whole run), e.g. --splits 40 '
+                   '--first-split 20 for fresh splits 20-39')
+    p.add_argument('--selected-from', nargs='+', default=None,
+                   metavar='JSONL', help='run each model with the '
+                   'hyper-parameters --summary selects for it (by validation '
+                   'accuracy) on each dataset in these result files; models '
+                   'without runs there keep their defaults')
     p.add_argument('--batch-inits', action='store_true',
                    help='train the inits of one split together (diffresnet)')
     p.add_argument('--root', default='data',
@@ -145,6 +160,23 @@ def summary_main(args: argparse.Namespace,
     return run_summary(paths, prefix, args.skip_bad_lines)
 
 
+def selected_hparams(paths: Optional[Sequence[str]], skip_bad_lines: bool
+                     ) -> Dict[Tuple[str, str, str], Dict[str, Any]]:
+    r"""The hyper-parameters that ``--summary`` selects per
+    :obj:`(dataset name, protocol, model)` in the result files
+    :obj:`paths` (none if :obj:`None`)."""
+    if paths is None:
+        return {}
+    for path in paths:
+        check_input_file(path, '--selected-from')
+    records = load_records(paths, skip_bad_lines)
+    if not records:
+        raise ValueError(f"--selected-from: no finished runs in "
+                         f"{', '.join(paths)}")
+    return {key: rs[0]['hparams']
+            for key, rs in select_configs(dedupe(records)).items()}
+
+
 def make_plan(args: argparse.Namespace) -> Plan:
     r"""The validated :class:`Plan` of the parsed flags; raises
     :class:`ValueError` for a bad name, grid or shard."""
@@ -165,6 +197,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         seed=args.seed,
         shard=parse_shard(args.shard),
         batch_inits=args.batch_inits,
+        first_split=args.first_split,
+        selected=selected_hparams(args.selected_from, args.skip_bad_lines),
     )
 
 

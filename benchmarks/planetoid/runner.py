@@ -117,8 +117,12 @@ class Plan:
     :obj:`datasets`, :obj:`protocols` and :obj:`models`, hyper-parameter
     :obj:`overrides` (given flags only) and :obj:`grid` points, the number
     of splits (:obj:`None`: the protocol's default) and inits, the master
-    :obj:`seed`, this process's :obj:`shard` :obj:`(I, N)`, and whether
-    Diff-ResNet inits are trained together (:obj:`batch_inits`)."""
+    :obj:`seed`, this process's :obj:`shard` :obj:`(I, N)`, whether
+    Diff-ResNet inits are trained together (:obj:`batch_inits`), the first
+    split to run (:obj:`first_split`; the splits and seeds are those of the
+    whole run) and the hyper-parameters fixed per
+    :obj:`(dataset name, protocol, model)` by :obj:`selected` (from
+    ``--selected-from``), which replace defaults, flags and grid."""
     datasets: List[str]
     protocols: List[str]
     models: List[str]
@@ -129,6 +133,9 @@ class Plan:
     seed: int = 42
     shard: Tuple[int, int] = (0, 1)
     batch_inits: bool = False
+    first_split: int = 0
+    selected: Dict[Tuple[str, str, str], Dict[str, Any]] = field(
+        default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.batch_inits:
@@ -141,9 +148,25 @@ class Plan:
         if both:
             raise ValueError(f"--{both[0].replace('_', '-')} and --grid "
                              f"{both[0]} are both given; keep one")
+        if self.selected and (self.overrides or self.grid != [{}]):
+            given = sorted(self.overrides) or ['grid']
+            raise ValueError(f"--selected-from fixes the hyper-parameters; "
+                             f"drop --{given[0].replace('_', '-')}")
+        for name, protocol in itertools.product(
+                [DATASETS[d].name for d in self.datasets], self.protocols):
+            if self.selected and not any((name, protocol, m) in self.selected
+                                         for m in self.models):
+                raise ValueError(f"--selected-from: the files hold no run of "
+                                 f"{', '.join(self.models)} on '{name}' "
+                                 f"({protocol})")
         shard, num_shards = self.shard
         for protocol in self.protocols:
             num_splits = self.num_splits or DEFAULT_SPLITS[protocol]
+            if self.first_split >= num_splits:
+                raise ValueError(
+                    f"--first-split {self.first_split} leaves no splits: "
+                    f"protocol '{protocol}' runs {num_splits} split(s) "
+                    f"(--splits)")
             if shard >= num_splits:
                 raise ValueError(
                     f"--shard {shard}/{num_shards} has no splits: protocol "
@@ -160,12 +183,17 @@ class Job:
     configs: List[Tuple[str, Dict[str, Any]]]
 
 
-def model_configs(plan: Plan,
-                  spec: DatasetSpec) -> List[Tuple[str, Dict[str, Any]]]:
+def model_configs(plan: Plan, spec: DatasetSpec,
+                  protocol: str) -> List[Tuple[str, Dict[str, Any]]]:
     r"""The distinct :obj:`(model, hparams)` pairs of the grid on
-    :obj:`spec` (grid points a model ignores collapse into one)."""
+    :obj:`spec` (grid points a model ignores collapse into one), or the
+    selected hyper-parameters of a model that has them."""
     configs = []
     for model in plan.models:
+        chosen = plan.selected.get((spec.name, protocol, model))
+        if chosen is not None:
+            configs.append((model, dict(chosen)))
+            continue
         seen = set()
         for point in plan.grid:
             hp = model_hparams(model, spec, {**plan.overrides, **point})
@@ -188,15 +216,18 @@ def load_jobs(plan: Plan, root: str, cache: str,
         ds = load_pyg_dataset(spec, protocol, root, cache, offline)
         g = preprocess(ds[0], spec, protocol, num_splits, plan.num_inits,
                        plan.seed)
-        # Seeds are drawn for all splits first, so a shard's splits are
-        # those of the unsharded run.
+        # Seeds are drawn for all splits first, so a shard's splits (and
+        # those from --first-split on) are those of the whole run.
         total = len(g.splits)
-        g.splits = [s for s in g.splits if s.split % num_shards == shard]
+        g.splits = [s for s in g.splits if s.split % num_shards == shard
+                    and s.split >= plan.first_split]
         if not g.splits:
-            raise ValueError(f"--shard {shard}/{num_shards} has no splits: "
-                             f"'{spec.name}' has {total} under protocol "
-                             f"'{protocol}'")
-        jobs.append(Job(spec, protocol, g, model_configs(plan, spec)))
+            raise ValueError(f"--shard {shard}/{num_shards} with "
+                             f"--first-split {plan.first_split} has no "
+                             f"splits: '{spec.name}' has {total} under "
+                             f"protocol '{protocol}'")
+        jobs.append(Job(spec, protocol, g,
+                        model_configs(plan, spec, protocol)))
     return jobs
 
 

@@ -144,6 +144,52 @@ def test_shards_partition_the_splits(data_copy, tmp_path, capsys):
         assert '--shard' in capsys.readouterr().err
 
 
+def test_first_split_and_selected_from(data_copy, tmp_path):
+    root = os.path.dirname(data_copy('Planetoid'))
+    full = str(tmp_path / 'full.jsonl')
+    args = _cli(root, full, '--model', 'gcn', '--inits', '1')
+    args[args.index('--splits') + 1] = '3'
+    assert planetoid.main(args) == 0
+    fresh = str(tmp_path / 'fresh.jsonl')
+    assert planetoid.main(args[:args.index('--out') + 1] + [fresh] +
+                          args[args.index('--out') + 2:] +
+                          ['--first-split', '1']) == 0
+    # Splits 1 and 2 of the 3-split run: same seeds, same results.
+    key = lambda r: (r['split'], r['split_seed'], r['init_seed'],  # noqa
+                     r['test_acc'])
+    assert sorted(map(key, _lines(fresh))) == sorted(
+        key(r) for r in _lines(full) if r['split'] >= 1)
+
+    # A grid file in which the config with the best validation accuracy
+    # has the worst test accuracy: selection follows validation only.
+    grid = str(tmp_path / 'grid.jsonl')
+    with open(grid, 'w', encoding='utf-8') as f:
+        for dropout, val, test in ((0.1, 0.70, 0.90), (0.3, 0.80, 0.10)):
+            for split in (0, 1):
+                hp = dict(lr=0.01, weight_decay=5e-4, patience=50,
+                          max_epochs=2, step_size=0.25, num_steps=2,
+                          dropout=dropout, hidden=8)
+                f.write(json.dumps(dict(
+                    dataset='Cora', protocol='random', model='diffresnet',
+                    split=split, init=0, seed=42, hparams=hp, val_acc=val,
+                    test_acc=test, epochs=2, seconds=1.0)) + '\n')
+    out = str(tmp_path / 'confirm.jsonl')
+    args = _cli(root, out, '--model', 'diffresnet', 'gcn', '--inits', '1',
+                '--selected-from', grid, '--first-split', '1')
+    # --selected-from fixes every hyper-parameter, --max-epochs included.
+    assert _exit_code(args) == 2
+    i = args.index('--max-epochs')
+    assert planetoid.main(args[:i] + args[i + 2:]) == 0
+    lines = _lines(out)
+    assert sorted((r['model'], r['split']) for r in lines) == [
+        ('diffresnet', 1), ('gcn', 1)]
+    dr = next(r for r in lines if r['model'] == 'diffresnet')
+    assert dr['hparams']['dropout'] == 0.3 and dr['epochs'] == 2
+    gcn = next(r for r in lines if r['model'] == 'gcn')
+    assert gcn['hparams']['hidden'] == 64  # Its defaults.
+    assert gcn['hparams']['max_epochs'] == 10000
+
+
 def test_offline_missing_data_message(tmp_path, capsys):
     out = str(tmp_path / 'x.jsonl')
     code = _exit_code(_cli(str(tmp_path / 'empty'), out, '--model', 'gcn'))

@@ -36,7 +36,7 @@ def test_hidden_none_is_the_paper_model():
                          {'dropout': None})['dropout'] == chameleon.dropout
     plan = runner.Plan(['chameleon'], ['geom-gcn'], ['diffresnet', 'gcn'],
                        grid=runner.parse_grid(['hidden=none,64']))
-    configs = runner.model_configs(plan, chameleon)
+    configs = runner.model_configs(plan, chameleon, "geom-gcn")
     assert [(m, hp['hidden']) for m, hp in configs] == [
         ('diffresnet', None), ('diffresnet', 64), ('gcn', 64)]
 
