@@ -10,8 +10,11 @@ size or :math:`\alpha`. The implicit step runs through
 ``DiffConv(scheme='implicit')`` where the layer has that argument, else
 through :func:`~torch_geometric_diff.nn.diffusion.implicit.implicit_diffuse`
 on the operator the layer builds; the CG iterations are read from the
-``stats`` of :func:`implicit_diffuse` on that operator.
+``stats`` of :func:`implicit_diffuse` on that operator. On the CPU each
+:math:`\gamma` also runs with the PyTorch CG (``implicit-torch``,
+``TGD_DISABLE_CPP=1``) next to the C++ solve, in the same loop.
 """
+import contextlib
 import inspect
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -20,7 +23,8 @@ from torch import Tensor
 from torch_geometric.nn import APPNP
 
 from benchmarks.speed.graphs import features
-from benchmarks.speed.timing import load_average, median_ms, timed
+from benchmarks.speed.timing import (kernel_path, load_average, median_ms,
+                                     timed)
 from torch_geometric_diff import DiffConv
 from torch_geometric_diff.nn.diffusion.implicit import implicit_diffuse
 
@@ -84,6 +88,11 @@ def run_implicit(g: Dict[str, Any], width: int, num_steps: int,
 
     runs = {'explicit': module(explicit), 'appnp': module(appnp)}
     runs.update({f'implicit@{gm:g}': implicit(gm) for gm in gammas})
+    with kernel_path('cpp') as taken:
+        cpp = device.type == 'cpu' and taken == 'cpp'
+    if cpp:
+        runs.update({f'implicit-torch@{gm:g}': implicit(gm)
+                     for gm in gammas})
 
     def evaluate(fn: Callable[[Tensor, bool], Tensor]) -> None:
         with torch.no_grad():
@@ -97,8 +106,11 @@ def run_implicit(g: Dict[str, Any], width: int, num_steps: int,
     torch.manual_seed(seed)
     for rep in range(warmup + repeats):
         for key, fn in runs.items():
-            te = timed(lambda: evaluate(fn), device)
-            tt = timed(lambda: train(fn), device)
+            # Forward and backward of the implicit-torch rows on PyTorch CG.
+            with (kernel_path('torch') if key.startswith('implicit-torch')
+                  else contextlib.nullcontext()):
+                te = timed(lambda: evaluate(fn), device)
+                tt = timed(lambda: train(fn), device)
             if rep >= warmup:
                 times[(key, 'eval')].append(te)
                 times[(key, 'train')].append(tt)
@@ -108,6 +120,8 @@ def run_implicit(g: Dict[str, Any], width: int, num_steps: int,
             step_eval_ms=median_ms(times[(key, 'eval')]) / num_steps,
             step_train_ms=median_ms(times[(key, 'train')]) / num_steps)
     for gm in gammas:
+        if cpp:
+            rows[f'implicit-torch@{gm:g}']['gamma'] = gm
         stats: Dict[str, List] = {}
         with torch.no_grad():
             implicit_diffuse(x, op, torch.tensor(gm, dtype=x.dtype,
@@ -124,6 +138,7 @@ def run_implicit(g: Dict[str, Any], width: int, num_steps: int,
         width=width, num_nodes=n, num_steps=num_steps, gammas=list(gammas),
         explicit_step_size=step_size, appnp_alpha=0.1, dropout=dropout,
         tol=tol, max_iter=max_iter, cached=True, x='dense', implicit_via=via,
+        cg='cpp and torch' if cpp else 'torch',
         synthetic='synthetic' in g['name'], threads=torch.get_num_threads(),
         repeats=repeats, warmup=warmup, load_start=load,
         load_end=load_average())
@@ -147,7 +162,9 @@ def markdown(results: Dict[str, Any]) -> List[str]:
         fixed = {'explicit': f"explicit (gamma {c['explicit_step_size']:g})",
                  'appnp': f"APPNP (alpha {c['appnp_alpha']:g})"}
         for key, v in r['implicit']['steps'].items():
-            name = fixed.get(key, f"implicit (gamma {v.get('gamma', 0):g})")
+            cg = ', PyTorch CG' if key.startswith('implicit-torch') else ''
+            name = fixed.get(key, f"implicit (gamma {v.get('gamma', 0):g}"
+                                  f"{cg})")
             its = f"{v['mean_iterations']:.1f}" if 'iterations' in v else '-'
             lines.append(
                 f"| {graph} | {c['width']} | {c['num_steps']} | {name} | "

@@ -9,6 +9,7 @@ from bench_loader import load_benchmark
 from benchmarks.common.cli import run_main
 from benchmarks.speed.models import build
 from torch_geometric_diff import DiffConv
+from torch_geometric_diff.nn.diffusion import cpu_kernels
 
 speed = load_benchmark('speed')
 SHARED_DATA = os.environ.get(
@@ -196,7 +197,14 @@ def test_implicit_section(sections_report):
     report, md = sections_report
     i = report['results']['tiny-synthetic']['implicit']
     steps = i['steps']
-    assert set(steps) == {'explicit', 'appnp', 'implicit@1', 'implicit@4'}
+    implicit = {'implicit@1', 'implicit@4'}
+    if cpu_kernels() is not None:  # The same solves on the PyTorch CG too.
+        implicit |= {'implicit-torch@1', 'implicit-torch@4'}
+        assert steps['implicit-torch@4']['gamma'] == 4
+        assert 'implicit (gamma 4, PyTorch CG)' in md
+    assert i['config']['cg'] == ('cpp and torch' if cpu_kernels() is not None
+                                 else 'torch')
+    assert set(steps) == {'explicit', 'appnp'} | implicit
     assert steps['explicit']['vs_explicit'] == 1.0
     for gamma in (1, 4):
         v = steps[f'implicit@{gamma}']

@@ -6,7 +6,11 @@ import torch
 
 from torch_geometric.nn import APPNP
 
-from torch_geometric_diff.nn.diffusion import build_operator, dropout_mask
+from torch_geometric_diff.nn.diffusion import (
+    build_operator,
+    cpu_kernels,
+    dropout_mask,
+)
 from torch_geometric_diff.nn.diffusion.implicit import (
     implicit_diffuse,
     rw_sym_scale,
@@ -14,6 +18,16 @@ from torch_geometric_diff.nn.diffusion.implicit import (
 from torch_geometric_diff.nn.diffusion.operator import graph_entries
 
 D = torch.float64
+
+
+@pytest.fixture(params=['cpp', 'torch'])
+def cg_path(request, monkeypatch):
+    r"""Runs a test with the C++ CG solve and with the PyTorch one."""
+    if request.param == 'cpp' and cpu_kernels() is None:
+        pytest.skip('C++ CPU kernels not built here')
+    monkeypatch.setenv('TGD_DISABLE_CPP', '0' if request.param == 'cpp'
+                       else '1')
+    return request.param
 
 
 def random_graph(n, weighted, seed=0, directed=False):
@@ -69,7 +83,7 @@ def dense_implicit(x, L, gamma, K, p=0.0, seed=0):
 @pytest.mark.parametrize('weighted', [False, True])
 @pytest.mark.parametrize('K', [1, 3])
 @pytest.mark.parametrize('p', [0.0, 0.3])
-def test_matches_dense_solve(normalize, weighted, K, p):
+def test_matches_dense_solve(normalize, weighted, K, p, cg_path):
     n = 14
     op, scale, edge_index, weight = make(n, weighted, normalize, seed=K)
     L, _ = dense_laplacian(edge_index, weight, n, normalize)
@@ -146,7 +160,7 @@ def test_gradcheck(normalize, K):
     assert torch.autograd.gradcheck(lambda x: f(x, gamma.detach()), (x, ))
 
 
-def test_gradients_match_dense_autograd():
+def test_gradients_match_dense_autograd(cg_path):
     n, K, p = 11, 4, 0.2
     op, scale, edge_index, weight = make(n, True, 'rw')
     L, _ = dense_laplacian(edge_index, weight, n, 'rw')

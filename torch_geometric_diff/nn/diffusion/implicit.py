@@ -15,7 +15,8 @@ for every :math:`\gamma \geq 0`. With :obj:`normalize='rw'`,
 APPNP with :math:`\alpha = 1/(1+\gamma)`.
 
 Each step is solved by conjugate gradients (CG), batched over the channels,
-warm-started from its right-hand side. CG needs a symmetric positive definite
+warm-started from its right-hand side (on CPU, with the C++ kernels, the
+whole solve runs in C++). CG needs a symmetric positive definite
 matrix. :math:`\mathbf{I} + \gamma\mathbf{L}` is one when :math:`\mathbf{L}`
 is symmetric (:obj:`'sym'` or :obj:`None` on symmetric weights). Otherwise a
 positive :obj:`sym_scale` :math:`\mathbf{s}` with
@@ -161,8 +162,15 @@ class _Solver:
         return self.cg(t * b) / t
 
     def cg(self, b: Tensor) -> Tensor:
-        x, it, res = conjugate_gradient(self.matvec, b, self.tol,
-                                        self.max_iter)
+        crow, col, vals, full_diagonal = self.A
+        if (self.ext is not None and full_diagonal and b.dtype == vals.dtype
+                and b.dtype in (torch.float32, torch.float64)):
+            # The whole solve in C++: no per-iteration Python overhead.
+            x, it, res = self.ext.cg_solve(crow, col, vals, b.contiguous(),
+                                           self.tol, self.max_iter)
+        else:
+            x, it, res = conjugate_gradient(self.matvec, b, self.tol,
+                                            self.max_iter)
         self.log.append((it, res))
         return x
 
