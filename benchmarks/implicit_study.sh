@@ -12,6 +12,7 @@
 #   DATA     folder holding Planetoid/<name>/raw, ...      [$TGD_SHARED_DATA or ../shared/data]
 #   PYTHON   the interpreter                               [python3]
 #   THREADS  threads per run                               [1]
+#   DEVICE   the device of every run                       [cpu]
 #   SHARD    I/N: this process's share of the splits, for N processes side by side [0/1]
 #
 # Per dataset, one stage each:
@@ -32,6 +33,7 @@ OUT=${OUT:-results/implicit_study}
 DATA=${DATA:-${TGD_SHARED_DATA:-../shared/data}}
 PYTHON=${PYTHON:-python3}
 THREADS=${THREADS:-1}
+DEVICE=${DEVICE:-cpu}
 SHARD=${SHARD:-0/1}
 STAGE=${1:-}
 case "$STAGE" in
@@ -48,7 +50,8 @@ fi
 mkdir -p "$OUT"
 suffix=""
 [ "$SHARD" != 0/1 ] && suffix="_${SHARD%/*}"
-run() { "$PYTHON" benchmarks/planetoid.py --inits 1 --threads "$THREADS" --shard "$SHARD" \
+run() { "$PYTHON" benchmarks/planetoid.py --inits 1 --threads "$THREADS" --device "$DEVICE" \
+          --shard "$SHARD" \
           --root "$DATA" --offline "$@"; }
 files() { ls "$OUT/$1"_"$2"*.jsonl; }  # The files of a stage, of all shards.
 

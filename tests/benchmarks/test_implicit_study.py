@@ -51,6 +51,7 @@ def test_stages_run_the_protocol(tmp_path):
         assert _flag(c, '--splits') == '10' and _flag(c, '--inits') == '1'
         assert _flag(c, '--protocol') == 'random'
         assert '--first-split' not in c and '--selected-from' not in c
+        assert _flag(c, '--device') == 'cpu'
     assert _flag(cora[0], '--hidden') == 'none'
     grid = next(c for c in cora if '--grid' in c)
     assert grid[grid.index('--grid') + 1:][:3] == [
