@@ -143,14 +143,12 @@ class _Solver:
         self.log: List[Tuple[int, float]] = []  # (iterations, residual)
 
     def matvec(self, u: Tensor) -> Tensor:
+        # The PyTorch CG's product; with the C++ kernels, cg() solves in C++.
         crow, col, vals, full_diagonal = self.A
         if not full_diagonal:
             if self.s is None:
                 return u + self.gamma * (self.L @ u)
             return u + self.gamma * (self.s * (self.L @ (u / self.s)))
-        if self.ext is not None and u.dtype == vals.dtype and \
-                u.dtype in (torch.float32, torch.float64):
-            return self.ext.csr_mm(crow, col, vals, u.contiguous())
         return _csr(crow, col, vals, u.size(0)) @ u
 
     def solve(self, b: Tensor, transpose: bool = False) -> Tensor:
