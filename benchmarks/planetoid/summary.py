@@ -181,8 +181,10 @@ def _per_split(rs: List[Dict[str, Any]]) -> Dict[int, float]:
 
 
 def _short_hparams(hp: Dict[str, Any]) -> str:
-    keys = ('step_size', 'num_steps', 'dropout', 'hidden', 'lr',
-            'weight_decay')
+    # The diffusion options are in a record only when set (see
+    # models.DIFFUSION_OPTIONS), and so in its name only then.
+    keys = ('scheme', 'step_size', 'num_steps', 'dropout', 'hidden', 'lr',
+            'weight_decay', 'learnable_step')
     return ' '.join(f'{k}={hp[k]}' for k in keys if k in hp)
 
 

@@ -103,3 +103,21 @@ def test_selection_compares_configs_on_shared_runs(tmp_path):
     md = (tmp_path / 's.md').read_text()
     assert '| Cora | random | diffresnet | lr=0.01 | 3 |' in md
     assert (tmp_path / 's_grid.csv').read_text().count('\n') == 3
+
+
+def test_grid_rows_name_scheme_and_learnable_step():
+    # Configs that differ only in the diffusion scheme or a trainable step
+    # size must be told apart in the tables.
+    base = {'step_size': 4.0, 'num_steps': 2, 'hidden': 64}
+    hps = [base, {**base, 'scheme': 'implicit'},
+           {**base, 'learnable_step': True},
+           {**base, 'scheme': 'implicit', 'learnable_step': True}]
+    recs = [_record('diffresnet', 0, 0, 0.8, val=0.8 - 0.01 * i, hp=hp)
+            for i, hp in enumerate(hps)]
+    names = [g['hparams'] for g in summary.grid_rows(recs)]
+    assert names == [
+        'step_size=4.0 num_steps=2 hidden=64',
+        'scheme=implicit step_size=4.0 num_steps=2 hidden=64',
+        'step_size=4.0 num_steps=2 hidden=64 learnable_step=True',
+        'scheme=implicit step_size=4.0 num_steps=2 hidden=64 '
+        'learnable_step=True']
