@@ -305,6 +305,54 @@ def test_opcheck():
     op, s, _, _ = make(12, True, 'rw')
     x = torch.randn(12, 3, dtype=D, requires_grad=True)
     gamma = torch.tensor(0.5, dtype=D, requires_grad=True)
-    args = (x, op.crow, op.col, op.lval, gamma, _checked_scale(op, s, D), 3,
-            0.2, torch.tensor([4]), 1e-12, 100)
-    torch.library.opcheck(_implicit_op, args)
+    for precondition in (True, False):
+        args = (x, op.crow, op.col, op.lval, gamma, _checked_scale(op, s, D),
+                3, 0.2, torch.tensor([4]), 1e-12, 100, precondition)
+        torch.library.opcheck(_implicit_op, args)
+
+
+def hub_graph(n, hubs, seed=0):
+    r"""A symmetric graph in which half of the edges end in one of
+    :obj:`hubs` nodes, so that the row sums of the :obj:`'sym'`
+    :math:`\hat{\mathbf{A}}` spread with the degrees."""
+    gen = torch.Generator().manual_seed(seed)
+    src = torch.randint(0, n, (4 * n, ), generator=gen)
+    dst = torch.where(torch.rand(4 * n, generator=gen) < 0.5,
+                      torch.randint(0, hubs, (4 * n, ), generator=gen),
+                      torch.randint(0, n, (4 * n, ), generator=gen))
+    keep = src != dst
+    pairs = torch.stack([src[keep], dst[keep]])
+    return torch.cat([pairs, pairs.flip(0)], 1)
+
+
+@pytest.mark.parametrize('normalize', ['sym', 'rw', None])
+def test_jacobi_preconditioner_same_solution_fewer_iterations(
+        normalize, cg_path):
+    # With and without the Jacobi preconditioner the steps and their
+    # gradients match the dense solve; under 'sym' and None, whose
+    # Laplacian diagonals spread with the degrees, the preconditioned solve
+    # needs at least 1.3 times fewer iterations, and it is the default.
+    n = 400
+    edge_index = hub_graph(n, 16)
+    row, col, weight = graph_entries(edge_index, n, None, dtype=D)
+    op = build_operator(row, col, weight, n, normalize=normalize)
+    scale = rw_sym_scale(row, weight, n) if normalize == 'rw' else None
+    L, _ = dense_laplacian(edge_index, weight, n, normalize)
+    x0 = torch.randn(n, 6, dtype=D)
+    ref = dense_implicit(x0, L, 9.0, 2)
+    its, grads = {}, {}
+    for precondition in (True, False, None):
+        x = x0.clone().requires_grad_()
+        gamma = torch.tensor(9.0, dtype=D, requires_grad=True)
+        stats = {}
+        out = implicit_diffuse(x, op, gamma, 2, tol=1e-10, sym_scale=scale,
+                               stats=stats, precondition=precondition)
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-8)
+        out.square().sum().backward()
+        its[precondition] = sum(stats['iterations'])
+        grads[precondition] = (x.grad, gamma.grad)
+    for a, b in zip(grads[True], grads[False]):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-8)
+    if normalize != 'rw':
+        assert its[True] * 1.3 <= its[False]
+    assert its[None] == its[normalize != 'rw']

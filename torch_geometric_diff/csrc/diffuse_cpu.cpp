@@ -13,8 +13,9 @@
 // csr_t_mm the product with the transpose, without forming it.
 //
 // cg_solve runs conjugate gradients on every column of B at once, with the
-// stopping rule of implicit.conjugate_gradient, in three passes per iteration
-// (A p with p.Ap; the x, r update with r.r; the p update). Column sums are
+// stopping rule of implicit.conjugate_gradient and the Jacobi preconditioner
+// z = dinv * r (dinv = 1: plain CG), in three passes per iteration (A p with
+// p.Ap; the x, r update with r.r and r.z; the p update). Column sums are
 // accumulated in double over fixed blocks of rows, then added block by block,
 // so the result does not depend on the number of threads.
 #include <torch/extension.h>
@@ -199,36 +200,42 @@ std::vector<double> block_sums(const std::vector<double>& part, int64_t F) {
 template <typename scalar_t>
 std::tuple<at::Tensor, int64_t, double> cg_impl(
     const at::Tensor& crow, const at::Tensor& col, const at::Tensor& val,
-    const at::Tensor& b, double tol, int64_t max_iter) {
+    const at::Tensor& b, const at::Tensor& dinv, double tol, int64_t max_iter) {
   const CSR<scalar_t> a(crow, col, val);
   const int64_t n = a.n, F = b.size(1), nb = (n + kBlock - 1) / kBlock;
   at::Tensor x = b.clone(), r = at::empty_like(b), p = at::empty_like(b),
              ap = at::empty_like(b);
   const scalar_t* B = b.data_ptr<scalar_t>();
+  const scalar_t* D = dinv.data_ptr<scalar_t>();
   scalar_t *X = x.data_ptr<scalar_t>(), *R = r.data_ptr<scalar_t>(),
            *P = p.data_ptr<scalar_t>(), *AP = ap.data_ptr<scalar_t>();
-  std::vector<double> part(nb * F), part2(nb * F);
-  // r = b - A x, p = r, with r.r and b.b per column.
+  std::vector<double> part(nb * F), part2(nb * F), part3(nb * F);
+  // r = b - A x, p = z = dinv r, with r.r, b.b and r.z per column.
   at::parallel_for(0, nb, 1, [&](int64_t k0, int64_t k1) {
     for (int64_t k = k0; k < k1; ++k) {
       double* s = part.data() + k * F;
       double* t = part2.data() + k * F;
+      double* u = part3.data() + k * F;
       std::fill(s, s + F, 0.0);
       std::fill(t, t + F, 0.0);
+      std::fill(u, u + F, 0.0);
       for (int64_t i = k * kBlock; i < std::min(n, (k + 1) * kBlock); ++i) {
         spmm_row(a.cr, a.cl, a.v, X, AP + i * F, i, F);
         for (int64_t f = 0; f < F; ++f) {
           const scalar_t v = B[i * F + f] - AP[i * F + f];
+          const scalar_t z = D[i] * v;
           R[i * F + f] = v;
-          P[i * F + f] = v;
+          P[i * F + f] = z;
           s[f] += double(v) * v;
           t[f] += double(B[i * F + f]) * B[i * F + f];
+          u[f] += double(v) * z;
         }
       }
     }
   });
   std::vector<double> rr = block_sums(part, F);
   std::vector<double> bb = block_sums(part2, F);
+  std::vector<double> rz = block_sums(part3, F);
   std::vector<double> stop(F), alpha(F), beta(F);
   const double tiny = std::numeric_limits<scalar_t>::min();
   for (int64_t f = 0; f < F; ++f) {
@@ -254,12 +261,14 @@ std::tuple<at::Tensor, int64_t, double> cg_impl(
       }
     });
     const std::vector<double> pap = block_sums(part, F);
-    for (int64_t f = 0; f < F; ++f) alpha[f] = active[f] ? rr[f] / pap[f] : 0.0;
-    // x += alpha p, r -= alpha ap, with r.r per column.
+    for (int64_t f = 0; f < F; ++f) alpha[f] = active[f] ? rz[f] / pap[f] : 0.0;
+    // x += alpha p, r -= alpha ap, with r.r and r.z per column.
     at::parallel_for(0, nb, 1, [&](int64_t k0, int64_t k1) {
       for (int64_t k = k0; k < k1; ++k) {
         double* s = part.data() + k * F;
+        double* u = part3.data() + k * F;
         std::fill(s, s + F, 0.0);
+        std::fill(u, u + F, 0.0);
         for (int64_t i = k * kBlock; i < std::min(n, (k + 1) * kBlock); ++i)
           for (int64_t f = 0; f < F; ++f) {
             const scalar_t al = static_cast<scalar_t>(alpha[f]);
@@ -267,18 +276,22 @@ std::tuple<at::Tensor, int64_t, double> cg_impl(
             const scalar_t v = R[i * F + f] - al * AP[i * F + f];
             R[i * F + f] = v;
             s[f] += double(v) * v;
+            u[f] += double(v) * (D[i] * v);
           }
       }
     });
     const std::vector<double> rr_new = block_sums(part, F);
-    for (int64_t f = 0; f < F; ++f) beta[f] = active[f] ? rr_new[f] / rr[f] : 0.0;
-    // p = r + beta p.
+    const std::vector<double> rz_new = block_sums(part3, F);
+    for (int64_t f = 0; f < F; ++f) beta[f] = active[f] ? rz_new[f] / rz[f] : 0.0;
+    // p = dinv r + beta p.
     at::parallel_for(0, n, grain(F), [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i)
         for (int64_t f = 0; f < F; ++f)
-          P[i * F + f] = R[i * F + f] + static_cast<scalar_t>(beta[f]) * P[i * F + f];
+          P[i * F + f] =
+              D[i] * R[i * F + f] + static_cast<scalar_t>(beta[f]) * P[i * F + f];
     });
     rr = rr_new;
+    rz = rz_new;
     ++it;
   }
   double res = 0.0;
@@ -345,12 +358,17 @@ at::Tensor csr_t_mm(at::Tensor crow, at::Tensor col, at::Tensor val,
 
 std::tuple<at::Tensor, int64_t, double> cg_solve(at::Tensor crow, at::Tensor col,
                                                  at::Tensor val, at::Tensor b,
-                                                 double tol, int64_t max_iter) {
+                                                 at::Tensor dinv, double tol,
+                                                 int64_t max_iter) {
   check(crow, col, val, b, b.size(0));
   TORCH_CHECK(crow.size(0) == b.size(0) + 1, "crow must have N + 1 entries");
+  TORCH_CHECK(dinv.device().is_cpu() && dinv.dim() == 1 &&
+              dinv.size(0) == b.size(0) && dinv.is_contiguous() &&
+              dinv.scalar_type() == b.scalar_type(),
+              "dinv must be a contiguous 1-D CPU tensor of N entries of b's dtype");
   std::tuple<at::Tensor, int64_t, double> out;
   AT_DISPATCH_FLOATING_TYPES(b.scalar_type(), "cg_solve", [&] {
-    out = cg_impl<scalar_t>(crow, col, val, b, tol, max_iter);
+    out = cg_impl<scalar_t>(crow, col, val, b, dinv, tol, max_iter);
   });
   return out;
 }
@@ -359,5 +377,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("diffuse_steps", &diffuse_steps, "Fused masked diffusion steps (CPU)");
   m.def("csr_mm", &csr_mm, "CSR times dense (CPU)");
   m.def("csr_t_mm", &csr_t_mm, "CSR transposed times dense (CPU)");
-  m.def("cg_solve", &cg_solve, "Conjugate gradients on every column (CPU)");
+  m.def("cg_solve", &cg_solve, "Jacobi-preconditioned conjugate gradients on every column (CPU)");
 }
