@@ -10,9 +10,11 @@ size or :math:`\alpha`. The implicit step runs through
 ``DiffConv(scheme='implicit')`` where the layer has that argument, else
 through :func:`~torch_geometric_diff.nn.diffusion.implicit.implicit_diffuse`
 on the operator the layer builds; the CG iterations are read from the
-``stats`` of :func:`implicit_diffuse` on that operator. On the CPU each
-:math:`\gamma` also runs with the PyTorch CG (``implicit-torch``,
-``TGD_DISABLE_CPP=1``) next to the C++ solve, in the same loop.
+``stats`` of :func:`implicit_diffuse` on that operator. Each :math:`\gamma`
+also runs without the Jacobi preconditioner (``implicit-plain``,
+``implicit_diffuse(..., precondition=False)`` on the same operator) and, on
+the CPU, with the PyTorch CG (``implicit-torch``, ``TGD_DISABLE_CPP=1``)
+next to the C++ solve, in the same loop.
 """
 import contextlib
 import inspect
@@ -50,8 +52,9 @@ def run_implicit(g: Dict[str, Any], width: int, num_steps: int,
     gradients) and of a training forward and backward (with
     :obj:`dropout`; APPNP has no per-step dropout) of :obj:`num_steps`
     explicit steps (:obj:`step_size`), APPNP steps and implicit steps at
-    every :math:`\gamma` in :obj:`gammas`, on :obj:`width` random feature
-    columns; for the implicit steps also the CG iterations per step."""
+    every :math:`\gamma` in :obj:`gammas`, with and without the Jacobi
+    preconditioner, on :obj:`width` random feature columns; for the implicit
+    steps also the CG iterations per step."""
     load = load_average()
     x = features(g, width, seed).requires_grad_()
     ei, n = g['edge_index'], x.size(0)
@@ -75,10 +78,14 @@ def run_implicit(g: Dict[str, Any], width: int, num_steps: int,
                 layer.train(train)
                 return layer(h, ei)
             return run
+        return via_function(gm)
+
+    def via_function(gm: float, precondition: Optional[bool] = None
+                     ) -> Callable[[Tensor, bool], Tensor]:
         gamma = torch.tensor(gm, dtype=x.dtype, device=device)
         return lambda h, train: implicit_diffuse(
             h, op, gamma, num_steps, dropout if train else 0.0, tol=tol,
-            max_iter=max_iter)
+            max_iter=max_iter, precondition=precondition)
 
     def module(m: torch.nn.Module) -> Callable[[Tensor, bool], Tensor]:
         def run(h: Tensor, train: bool) -> Tensor:
@@ -88,6 +95,8 @@ def run_implicit(g: Dict[str, Any], width: int, num_steps: int,
 
     runs = {'explicit': module(explicit), 'appnp': module(appnp)}
     runs.update({f'implicit@{gm:g}': implicit(gm) for gm in gammas})
+    runs.update({f'implicit-plain@{gm:g}': via_function(gm, False)
+                 for gm in gammas})
     with kernel_path('cpp') as taken:
         cpp = device.type == 'cpu' and taken == 'cpp'
     if cpp:
@@ -122,15 +131,18 @@ def run_implicit(g: Dict[str, Any], width: int, num_steps: int,
     for gm in gammas:
         if cpp:
             rows[f'implicit-torch@{gm:g}']['gamma'] = gm
-        stats: Dict[str, List] = {}
-        with torch.no_grad():
-            implicit_diffuse(x, op, torch.tensor(gm, dtype=x.dtype,
-                                                 device=device), num_steps,
-                             0.0, tol=tol, max_iter=max_iter, stats=stats)
-        r = rows[f'implicit@{gm:g}']
-        r.update(gamma=gm, iterations=stats['iterations'],
-                 mean_iterations=sum(stats['iterations']) / num_steps,
-                 max_residual=max(stats['residual']))
+        for key, precondition in (('implicit', None), ('implicit-plain',
+                                                       False)):
+            stats: Dict[str, List] = {}
+            with torch.no_grad():
+                implicit_diffuse(x, op, torch.tensor(gm, dtype=x.dtype,
+                                                     device=device),
+                                 num_steps, 0.0, tol=tol, max_iter=max_iter,
+                                 stats=stats, precondition=precondition)
+            rows[f'{key}@{gm:g}'].update(
+                gamma=gm, iterations=stats['iterations'],
+                mean_iterations=sum(stats['iterations']) / num_steps,
+                max_residual=max(stats['residual']))
     for r in rows.values():
         r['vs_explicit'] = r['step_eval_ms'] / \
             rows['explicit']['step_eval_ms']
@@ -162,7 +174,9 @@ def markdown(results: Dict[str, Any]) -> List[str]:
         fixed = {'explicit': f"explicit (gamma {c['explicit_step_size']:g})",
                  'appnp': f"APPNP (alpha {c['appnp_alpha']:g})"}
         for key, v in r['implicit']['steps'].items():
-            cg = ', PyTorch CG' if key.startswith('implicit-torch') else ''
+            cg = {'implicit-torch': ', PyTorch CG',
+                  'implicit-plain': ', no preconditioner'}.get(
+                      key.split('@')[0], '')
             name = fixed.get(key, f"implicit (gamma {v.get('gamma', 0):g}"
                                   f"{cg})")
             its = f"{v['mean_iterations']:.1f}" if 'iterations' in v else '-'

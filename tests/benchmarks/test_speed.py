@@ -204,13 +204,17 @@ def test_implicit_section(sections_report):
         assert 'implicit (gamma 4, PyTorch CG)' in md
     assert i['config']['cg'] == ('cpp and torch' if cpu_kernels() is not None
                                  else 'torch')
+    implicit |= {'implicit-plain@1', 'implicit-plain@4'}
     assert set(steps) == {'explicit', 'appnp'} | implicit
     assert steps['explicit']['vs_explicit'] == 1.0
     for gamma in (1, 4):
-        v = steps[f'implicit@{gamma}']
-        assert v['gamma'] == gamma and len(v['iterations']) == 2
-        assert all(1 <= it <= 100 for it in v['iterations'])
-        assert v['mean_iterations'] == sum(v['iterations']) / 2
+        for key in ('implicit', 'implicit-plain'):
+            v = steps[f'{key}@{gamma}']
+            assert v['gamma'] == gamma and len(v['iterations']) == 2
+            assert all(1 <= it <= 100 for it in v['iterations'])
+            assert v['mean_iterations'] == sum(v['iterations']) / 2
+            assert v['max_residual'] <= i['config']['tol']
+    assert 'implicit (gamma 4, no preconditioner)' in md
     # A larger step needs at least as many CG iterations from the same x.
     assert steps['implicit@4']['mean_iterations'] >= \
         steps['implicit@1']['mean_iterations']
