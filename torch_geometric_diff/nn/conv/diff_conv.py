@@ -93,11 +93,10 @@ class DiffConv(MessagePassing):
     most :obj:`max_iter` iterations (:attr:`last_cg_iterations` logs them):
     :math:`O(\sqrt{\kappa} \log(1/\mathrm{tol}))` sparse products, with
     :math:`\kappa \leq 1 + \gamma\lambda_{\max}` the condition number of
-    :math:`\mathbf{I} + \gamma\mathbf{L}`; for a symmetric
-    :math:`\mathbf{L}` a Jacobi (diagonal) preconditioner cuts the
-    iterations 1.5--1.7 times on Cora and PubMed. The backward pass is one more solve
-    per step, with flat memory (see
-    :func:`~torch_geometric_diff.nn.diffusion.implicit_diffuse`). With
+    :math:`\mathbf{I} + \gamma\mathbf{L}`; for a symmetric :math:`\mathbf{L}` a
+    Jacobi (diagonal) preconditioner cuts the iterations 1.5--1.7 times on Cora
+    and PubMed. The backward pass is one more solve per step, with flat memory
+    (see :func:`~torch_geometric_diff.nn.diffusion.implicit_diffuse`). With
     :obj:`normalize="rw"`, where :math:`\mathbf{L} = \mathbf{I} -
     \hat{\mathbf{A}}`, one step is :math:`\frac{1}{1+\gamma}(\mathbf{I} -
     \frac{\gamma}{1+\gamma}\hat{\mathbf{A}})^{-1}\mathbf{X}`: APPNP's

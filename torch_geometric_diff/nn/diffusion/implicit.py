@@ -36,15 +36,15 @@ For :obj:`'rw'`, :math:`\mathbf{s} = \mathbf{d}^{1/2}` (:func:`rw_sym_scale`)
 and :math:`\mathbf{S} = \mathbf{I} - \mathbf{D}^{-1/2}(\mathbf{A} +
 \mathbf{I})\mathbf{D}^{-1/2}`.
 
-For a symmetric :math:`\mathbf{L}`, CG is preconditioned by the diagonal of :math:`\mathbf{I} + \gamma\mathbf{L}`
-(Jacobi). The diagonal of :math:`\mathbf{L} =
-\mathrm{diag}(\hat{\mathbf{A}}\mathbf{1}) - \hat{\mathbf{A}}` under
-:obj:`'sym'` holds the row sums of :math:`\hat{\mathbf{A}}`, which spread
-with the degrees; scaling them away cuts the iterations 1.5--1.7 times
-on Cora and PubMed at :math:`\gamma \in \{1, 4\}`
+For a symmetric :math:`\mathbf{L}`, CG is preconditioned by the diagonal of
+:math:`\mathbf{I} + \gamma\mathbf{L}` (Jacobi). The diagonal of
+:math:`\mathbf{L} = \mathrm{diag}(\hat{\mathbf{A}}\mathbf{1}) -
+\hat{\mathbf{A}}` under :obj:`'sym'` holds the row sums of
+:math:`\hat{\mathbf{A}}`, which spread with the degrees; scaling them away cuts
+the iterations 1.5--1.7 times on Cora and PubMed at :math:`\gamma \in \{1, 4\}`
 (``benchmarks/README.md``). Under :obj:`'rw'` the row sums are all one, the
-diagonal is nearly constant and the preconditioner does not pay, so the
-solve through :obj:`sym_scale` runs plain CG by default.
+diagonal is nearly constant and the preconditioner does not pay, so the solve
+through :obj:`sym_scale` runs plain CG by default.
 
 The backward pass differentiates the solves implicitly:
 :math:`\mathbf{g}_k = \mathbf{m}^{(k)} \odot (\mathbf{I} +
