@@ -40,6 +40,18 @@ def test_blocked_operator(max_block_nnz):
         op.matmul(torch.randn(22, 4))
 
 
+@pytest.mark.parametrize('max_block_nnz', [1, 7, 10**9])
+@pytest.mark.parametrize('shape', [(23, 23), (23, 19), (19, 23)])
+def test_blocked_operator_diagonal(max_block_nnz, shape):
+    gen = torch.Generator().manual_seed(3)
+    dense = torch.rand(*shape, generator=gen)
+    dense[dense < 0.7] = 0
+    dense[5] = 0  # An empty row.
+    dense[7, 7] = 0  # A row without its diagonal entry.
+    op = BlockedOperator(dense.to_sparse_csr(), max_block_nnz=max_block_nnz)
+    torch.testing.assert_close(op.diagonal(), dense.diagonal())
+
+
 def test_place_operator_cpu():
     dense = torch.eye(5).to_sparse_csr()
     op = place_operator(dense, 'cpu', 'auto')

@@ -6,6 +6,7 @@ import torch
 
 from torch_geometric.nn import APPNP
 
+from torch_geometric_diff import DiffResNetGNN
 from torch_geometric_diff.nn.diffusion import (
     build_operator,
     cpu_kernels,
@@ -356,3 +357,27 @@ def test_jacobi_preconditioner_same_solution_fewer_iterations(
     if normalize != 'rw':
         assert its[True] * 1.3 <= its[False]
     assert its[None] == its[normalize != 'rw']
+
+
+@pytest.mark.parametrize('normalize', ['sym', 'rw'])
+def test_model_inference_preconditions_as_the_layer(normalize):
+    # DiffResNetGNN.inference solves with the blocked M = I - gamma L. It
+    # picks the layer's preconditioner (Jacobi under 'sym', plain CG under
+    # 'rw'), so it runs the layer's iterations (up to one per solve for
+    # rounding) and returns the forward pass's logits.
+    torch.manual_seed(0)
+    n, K = 400, 2
+    edge_index = hub_graph(n, 16)
+    x = torch.randn(n, 8, dtype=D)
+    model = DiffResNetGNN(8, 3, hidden_channels=16, num_steps=K,
+                          step_size=9.0, scheme='implicit', tol=1e-8,
+                          normalize=normalize).double().eval()
+    out = model(x, edge_index)
+    its = sum(model.conv.last_cg_iterations)
+    op = model.blocked_operator(edge_index, n, max_block_nnz=500)
+    calls = []
+    matmul = op.matmul
+    op.matmul = lambda u: calls.append(1) or matmul(u)
+    torch.testing.assert_close(model.inference(x, edge_index, operator=op),
+                               out, rtol=0, atol=1e-6)
+    assert abs((len(calls) - K) - its) <= K  # One product before CG starts.

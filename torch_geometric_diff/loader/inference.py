@@ -92,6 +92,22 @@ class BlockedOperator:
             out[start:end] = block @ x
         return out
 
+    def diagonal(self) -> Tensor:
+        r"""Returns the main diagonal, of length :math:`\min(N, M)` (zero
+        where no entry is stored, duplicates summed), on the device of the
+        blocks."""
+        parts = []
+        for block, (start, end) in zip(self.blocks, self.row_ranges):
+            col = block.col_indices()
+            rows = torch.repeat_interleave(
+                torch.arange(start, end, device=col.device),
+                block.crow_indices().diff())
+            on = rows == col
+            part = block.values().new_zeros(end - start)
+            parts.append(part.index_add_(0, rows[on] - start,
+                                         block.values()[on]))
+        return torch.cat(parts)[:min(self.shape)]
+
     def power(self, x: Tensor, num_steps: int,
               device: Optional[Device] = None,
               channel_chunk: Optional[int] = None) -> Tensor:

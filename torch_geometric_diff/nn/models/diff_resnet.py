@@ -280,9 +280,12 @@ class DiffResNetGNN(torch.nn.Module):
         :obj:`lin_out`) run in chunks of :obj:`chunk_size` nodes on
         :obj:`device`, and each diffusion is :math:`K` products with
         :math:`\mathbf{M}` held in a
-        :class:`~torch_geometric_diff.loader.BlockedOperator`. Equals
-        ``self.eval()(x, edge_index, edge_weight)`` up to floating-point
-        rounding. The model's mode is restored afterwards.
+        :class:`~torch_geometric_diff.loader.BlockedOperator` (under
+        :obj:`scheme="implicit"`, :math:`K` CG solves with
+        :math:`2\mathbf{I} - \mathbf{M}`, preconditioned as in the layer).
+        Equals ``self.eval()(x, edge_index, edge_weight)`` up to
+        floating-point rounding and the CG tolerance. The model's mode is
+        restored afterwards.
 
         Args:
             x (torch.Tensor): Node features :math:`(N, F)`, dense or
@@ -357,14 +360,21 @@ class DiffResNetGNN(torch.nn.Module):
                         channel_chunk: Optional[int]) -> Tensor:
         # K implicit steps with M = I - gamma L held blocked: each step
         # solves (I + gamma L) y = h, that is (2 I - M) y = h, by CG in the
-        # symmetric coordinates s * y when M is not symmetric.
+        # symmetric coordinates s * y when M is not symmetric. As in the
+        # layer, CG is Jacobi-preconditioned (1 / diag(2 I - M)) when M is
+        # symmetric, and plain under sym_scale.
         conv = self.conv
         residuals = []
+        dinv = None
+        if operator.sym_scale is None:
+            dinv = (2 - operator.diagonal()).reciprocal()
 
         def solve(part: Tensor) -> Tensor:
             s = operator.sym_scale
             if s is not None:
                 s = s.to(part.device, part.dtype).view(-1, 1)
+            inv_diag = None if dinv is None else dinv.to(part.device,
+                                                         part.dtype)
 
             def matvec(u: Tensor) -> Tensor:
                 if s is None:
@@ -375,7 +385,7 @@ class DiffResNetGNN(torch.nn.Module):
             for _ in range(conv.num_steps):
                 b = part if s is None else part * s
                 y, _, res = conjugate_gradient(matvec, b, conv.tol,
-                                               conv.max_iter)
+                                               conv.max_iter, inv_diag)
                 residuals.append(res)
                 part = y if s is None else y / s
             return part
